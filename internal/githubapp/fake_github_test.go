@@ -145,6 +145,7 @@ func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	g.requests++
 	n := g.requests
+	respond := g.respond
 	g.mu.Unlock()
 	if g.arrived != nil {
 		g.arrived <- struct{}{}
@@ -183,8 +184,8 @@ func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeGitHubError(w, http.StatusUnauthorized, "A JSON web token could not be decoded")
 		return
 	}
-	if g.respond != nil {
-		g.respond(n, w)
+	if respond != nil {
+		respond(n, w)
 		return
 	}
 	tok := fmt.Sprintf("ghs_fake%02dSECRETxyz", n)
