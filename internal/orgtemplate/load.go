@@ -160,7 +160,14 @@ func ParseInline(data []byte, opts Options) (*Org, error) {
 }
 
 // parse turns one file into its root YAML node.
-func (l *loader) parse(data []byte, file string) (*yaml.Node, error) {
+func (l *loader) parse(data []byte, file string) (n *yaml.Node, err error) {
+	// The YAML library has panicked on hostile input in past releases; a
+	// template must never take the server down with it.
+	defer func() {
+		if r := recover(); r != nil {
+			n, err = nil, &Error{File: file, Msg: "invalid YAML"}
+		}
+	}()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		// The YAML library's message is about the author's own text

@@ -301,3 +301,55 @@ func mapEnv(m map[string]string) func(string) string {
 func mapSecrets(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
+
+func TestErrorsInsideIncludedFiles(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, root, "org.yaml", "name: Org\nworkspaces:\n  - <<: !include pm/workspace.yaml\n    children:\n      - !include teams/dev.yaml\n")
+	writeFile(t, root, "pm/workspace.yaml", "name: PM\n")
+	writeFile(t, root, "teams/dev.yaml", "<<: !include ../lead/workspace.yaml\nchildren:\n  - !include ../fe/workspace.yaml\n")
+	writeFile(t, root, "lead/workspace.yaml", "name: Lead\n")
+	writeFile(t, root, "fe/workspace.yaml", "name: FE\nschedules:\n  - name: s\n    cron_expr: '* * *'\n    prompt: p\n")
+	_, err := LoadDir(root, Options{})
+	e := wantErr(t, err, "fe/workspace.yaml", "workspaces[0].children[0].children[0].schedules[0].cron_expr", "must have 5 fields")
+	if e.Line != 4 {
+		t.Errorf("Line = %d, want 4", e.Line)
+	}
+
+	// A bad field in a merged file points into that file.
+	writeFile(t, root, "fe/workspace.yaml", "name: FE\n")
+	writeFile(t, root, "lead/workspace.yaml", "name: Lead\ntier: 8\n")
+	_, err = LoadDir(root, Options{})
+	wantErr(t, err, "lead/workspace.yaml", "workspaces[0].children[0].tier", "tier must be between 1 and 4, got 8")
+
+	// Explicit keys win over merged ones, so the team file may override.
+	writeFile(t, root, "teams/dev.yaml", "<<: !include ../lead/workspace.yaml\ntier: 4\n")
+	org, err := LoadDir(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := org.Workspaces[0].Children[0]; got.Name != "Lead" || got.Tier != 4 {
+		t.Errorf("lead = %+v", got)
+	}
+
+	// Invalid YAML in an included file names that file.
+	writeFile(t, root, "teams/dev.yaml", "name: [\n")
+	_, err = LoadDir(root, Options{})
+	wantErr(t, err, "teams/dev.yaml", "", "invalid YAML")
+}
+
+func TestHostileYAML(t *testing.T) {
+	deep := strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000)
+	for name, src := range map[string]string{
+		"deep nesting": "name: Org\nworkspaces: " + deep + "\n",
+		"binary":       "\x00\x01\x02\xff",
+		"tabs":         "name: Org\n\tworkspaces: []\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseInline([]byte(src), Options{})
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("want *Error, got %v", err)
+			}
+		})
+	}
+}
