@@ -1,0 +1,99 @@
+// Package api is the HTTP layer: the route table (router.go), middleware,
+// the one error mapping (errors.go) and one file per resource.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/moleculesai/molecule/internal/auth"
+	"github.com/moleculesai/molecule/internal/config"
+	"github.com/moleculesai/molecule/internal/events"
+	"github.com/moleculesai/molecule/internal/provisioner"
+	"github.com/moleculesai/molecule/internal/runloop"
+	"github.com/moleculesai/molecule/internal/secrets"
+	"github.com/moleculesai/molecule/internal/store"
+)
+
+// Deps are the server's dependencies, built and owned by internal/app.
+type Deps struct {
+	Config    *config.Config
+	Store     *store.Store
+	Auth      *auth.Authenticator
+	Events    events.Publisher
+	Hub       *events.Hub
+	Lifecycle provisioner.Lifecycle
+	Keyring   *secrets.Keyring
+	Redis     *redis.Client // nil when REDIS_URL is unset
+	Loops     *runloop.Runner
+	Metrics   *prometheus.Registry
+	Log       *slog.Logger
+	// Shutdown is closed when the server starts draining, so long-lived
+	// streams (SSE, WebSocket) can end.
+	Shutdown <-chan struct{}
+}
+
+// Server holds the handlers' dependencies. Handlers are its methods.
+type Server struct {
+	cfg       *config.Config
+	store     *store.Store
+	auth      *auth.Authenticator
+	events    events.Publisher
+	hub       *events.Hub
+	lifecycle provisioner.Lifecycle
+	keyring   *secrets.Keyring
+	redis     *redis.Client
+	loops     *runloop.Runner
+	registry  *prometheus.Registry
+	metrics   *httpMetrics
+	log       *slog.Logger
+	shutdown  <-chan struct{}
+	now       func() time.Time
+}
+
+// NewServer builds the server and its route table.
+func NewServer(d Deps) (*Server, *gin.Engine) {
+	s := &Server{
+		cfg: d.Config, store: d.Store, auth: d.Auth, events: d.Events, hub: d.Hub,
+		lifecycle: d.Lifecycle, keyring: d.Keyring, redis: d.Redis, loops: d.Loops,
+		registry: d.Metrics, log: d.Log, shutdown: d.Shutdown, now: time.Now,
+	}
+	if s.lifecycle == nil {
+		s.lifecycle = provisioner.Unavailable{}
+	}
+	if s.shutdown == nil {
+		s.shutdown = make(chan struct{})
+	}
+	s.metrics = newHTTPMetrics(d.Metrics)
+	return s, s.routes()
+}
+
+// httpMetrics are the request counters and latencies by route.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "molecule_http_requests_total", Help: "HTTP requests by method, route and status.",
+		}, []string{"method", "route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "molecule_http_request_duration_seconds", Help: "HTTP request latency by method and route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}, []string{"method", "route"}),
+	}
+	reg.MustRegister(m.requests, m.latency)
+	return m
+}
+
+// ctxTimeout bounds a dependency call made on the request path.
+func ctxTimeout(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, d)
+}

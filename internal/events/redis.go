@@ -1,0 +1,70 @@
+package events
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisTransport carries events between replicas over Redis pub/sub.
+type RedisTransport struct {
+	rdb     *redis.Client
+	channel string
+	log     *slog.Logger
+}
+
+var _ Transport = (*RedisTransport)(nil)
+
+// NewRedisTransport publishes and subscribes on channel.
+func NewRedisTransport(rdb *redis.Client, channel string, log *slog.Logger) *RedisTransport {
+	return &RedisTransport{rdb: rdb, channel: channel, log: log}
+}
+
+// Publish sends data to every replica (this one included) with a short
+// deadline, so a hung Redis cannot stall the caller.
+func (t *RedisTransport) Publish(ctx context.Context, data []byte) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
+	defer cancel()
+	return t.rdb.Publish(ctx, t.channel, data).Err()
+}
+
+// Run subscribes and delivers until ctx ends; after a lost connection it
+// re-subscribes with backoff.
+func (t *RedisTransport) Run(ctx context.Context, deliver func([]byte)) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		sub := t.rdb.Subscribe(ctx, t.channel)
+		if _, err := sub.Receive(ctx); err != nil {
+			sub.Close()
+			if ctx.Err() != nil {
+				return
+			}
+			t.log.Warn("redis subscribe failed; retrying", "err", err, "backoff", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		// go-redis reconnects a dropped subscription by itself; the channel
+		// closes only when sub is closed, which ctx ending does here.
+		done := make(chan struct{})
+		go func() {
+			select {
+			case <-ctx.Done():
+				sub.Close()
+			case <-done:
+			}
+		}()
+		for msg := range sub.Channel(redis.WithChannelHealthCheckInterval(10 * time.Second)) {
+			deliver([]byte(msg.Payload))
+		}
+		close(done)
+		sub.Close()
+	}
+}

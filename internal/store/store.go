@@ -1,0 +1,178 @@
+// Package store is the Postgres persistence layer: one file per resource,
+// ctx-first methods, sentinel errors instead of driver text.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database/postgres"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+	"github.com/lib/pq"
+
+	"github.com/moleculesai/molecule/migrations"
+)
+
+// Sentinel errors. The API maps them to statuses in one place; anything
+// else from this package is an internal error whose text stays in the logs.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable wraps failures to reach Postgres at all (connection
+	// refused, pool closed): the API answers 503 rather than 500.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// Store wraps the pool. It is safe for concurrent use.
+type Store struct {
+	DB *sql.DB
+}
+
+// PoolSize is the number of connections kept open. Idle connections are kept
+// up to the same number, so a busy server reuses sessions instead of paying
+// for a new Postgres backend per request.
+const PoolSize = 32
+
+// Open connects and verifies the connection.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db.SetMaxOpenConns(PoolSize)
+	db.SetMaxIdleConns(PoolSize)
+	db.SetConnMaxIdleTime(10 * time.Minute)
+	db.SetConnMaxLifetime(time.Hour)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return &Store{DB: db}, nil
+}
+
+// New wraps an existing pool (tests, sqlmock).
+func New(db *sql.DB) *Store { return &Store{DB: db} }
+
+// Close closes the pool.
+func (s *Store) Close() error { return s.DB.Close() }
+
+// Ping checks that Postgres answers, for readiness.
+func (s *Store) Ping(ctx context.Context) error { return s.DB.PingContext(ctx) }
+
+// Migrate applies every embedded migration. golang-migrate holds a Postgres
+// advisory lock while it runs, so replicas starting together serialize here.
+func Migrate(db *sql.DB) error {
+	m, err := newMigrator(db)
+	if err != nil {
+		return err
+	}
+	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}
+
+// MigrateDown reverts every migration (used by the up/down/up test).
+func MigrateDown(db *sql.DB) error {
+	m, err := newMigrator(db)
+	if err != nil {
+		return err
+	}
+	if err := m.Down(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("revert migrations: %w", err)
+	}
+	return nil
+}
+
+func newMigrator(db *sql.DB) (*migrate.Migrate, error) {
+	src, err := iofs.New(migrations.FS, ".")
+	if err != nil {
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
+	}
+	drv, err := postgres.WithInstance(db, &postgres.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("migration driver: %w", err)
+	}
+	m, err := migrate.NewWithInstance("iofs", src, "postgres", drv)
+	if err != nil {
+		return nil, fmt.Errorf("migrator: %w", err)
+	}
+	return m, nil
+}
+
+// Tx runs fn in a transaction, committing when fn returns nil. The deferred
+// rollback is a no-op after a commit.
+func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // rollback after commit is a no-op
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return wrap(tx.Commit())
+}
+
+// SQLSTATE codes we act on (never match on message text).
+const (
+	codeUniqueViolation     = "23505"
+	codeForeignKeyViolation = "23503"
+	codeCheckViolation      = "23514"
+	codeInvalidText         = "22P02"
+	codeCharNotInRepertoire = "22021"
+)
+
+// PQCode returns the SQLSTATE of a Postgres error, or "".
+func PQCode(err error) string {
+	var pe *pq.Error
+	if errors.As(err, &pe) {
+		return string(pe.Code)
+	}
+	return ""
+}
+
+// IsUniqueViolation reports a unique-constraint failure.
+func IsUniqueViolation(err error) bool { return PQCode(err) == codeUniqueViolation }
+
+// IsForeignKeyViolation reports a foreign-key failure.
+func IsForeignKeyViolation(err error) bool { return PQCode(err) == codeForeignKeyViolation }
+
+// wrap marks connection-level failures as ErrUnavailable so callers can tell
+// "Postgres is down" from "this query is wrong". Postgres errors (which carry
+// a SQLSTATE) and sql.ErrNoRows pass through.
+func wrap(err error) error {
+	if err == nil || errors.Is(err, sql.ErrNoRows) || PQCode(err) != "" {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// notFound turns sql.ErrNoRows into ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return wrap(err)
+}
+
+// querier is what both *sql.DB and *sql.Tx offer, so row helpers serve both.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var (
+	_ querier = (*sql.DB)(nil)
+	_ querier = (*sql.Tx)(nil)
+)
