@@ -6,6 +6,7 @@ package provisioner
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -33,6 +34,28 @@ type Lifecycle interface {
 	// IsRunning: no instance → (false, nil); any transient backend error →
 	// (true, err), so that a flaky daemon never triggers a restart.
 	IsRunning(ctx context.Context, wsID uuid.UUID) (bool, error)
+	// ConfigFiles reaches the workspace's config volume (/configs).
+	ConfigFiles
+}
+
+// FileInfo is an entry of a workspace's /configs.
+type FileInfo struct {
+	Path    string    `json:"path"`
+	Size    int64     `json:"size"`
+	Dir     bool      `json:"dir"`
+	ModTime time.Time `json:"mod_time"`
+}
+
+// ConfigFiles reads and writes a workspace's config volume. Paths are
+// relative to /configs, already cleaned and confined by the caller (no
+// "..", not absolute, no NUL). Missing paths are ErrNotFound; backend
+// failures are returned as they are and must never reach a client.
+type ConfigFiles interface {
+	ListFiles(ctx context.Context, wsID uuid.UUID, dir string, depth int) ([]FileInfo, error)
+	ReadFile(ctx context.Context, wsID uuid.UUID, path string) ([]byte, error)
+	// WriteFiles writes every file (creating directories) or none.
+	WriteFiles(ctx context.Context, wsID uuid.UUID, files map[string][]byte) error
+	DeletePath(ctx context.Context, wsID uuid.UUID, path string) error
 }
 
 // Unavailable is the Lifecycle of a server without a backend.
@@ -55,3 +78,21 @@ func (Unavailable) Remove(context.Context, uuid.UUID) error { return nil }
 // IsRunning implements Lifecycle. Without a backend the state is unknown,
 // which must never read as "dead" (that would trigger restarts).
 func (Unavailable) IsRunning(context.Context, uuid.UUID) (bool, error) { return true, ErrNoBackend }
+
+// ListFiles implements ConfigFiles: there is no volume.
+func (Unavailable) ListFiles(context.Context, uuid.UUID, string, int) ([]FileInfo, error) {
+	return nil, ErrNoBackend
+}
+
+// ReadFile implements ConfigFiles: there is no volume.
+func (Unavailable) ReadFile(context.Context, uuid.UUID, string) ([]byte, error) {
+	return nil, ErrNoBackend
+}
+
+// WriteFiles implements ConfigFiles: there is no volume.
+func (Unavailable) WriteFiles(context.Context, uuid.UUID, map[string][]byte) error {
+	return ErrNoBackend
+}
+
+// DeletePath implements ConfigFiles: there is no volume.
+func (Unavailable) DeletePath(context.Context, uuid.UUID, string) error { return ErrNoBackend }

@@ -159,3 +159,36 @@ func lockLiveWorkspace(ctx context.Context, tx *sql.Tx, id uuid.UUID) error {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func pqArray(v []string) any { return pq.Array(v) }
+
+// AncestorChains returns, for each id, its chain [self, parent, …, root]
+// over non-removed workspaces, in one query. An unknown or removed id gets
+// no entry.
+func (s *Store) AncestorChains(ctx context.Context, ids ...uuid.UUID) (map[uuid.UUID][]uuid.UUID, error) {
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	rows, err := s.DB.QueryContext(ctx, `
+		WITH RECURSIVE up AS (
+			SELECT w.id AS start, w.id, w.parent_id, 0 AS depth
+			FROM workspaces w WHERE w.id = ANY($1::uuid[]) AND w.status <> 'removed'
+			UNION ALL
+			SELECT up.start, p.id, p.parent_id, up.depth + 1
+			FROM up JOIN workspaces p ON p.id = up.parent_id
+			WHERE up.depth < 64
+		)
+		SELECT start, id FROM up ORDER BY start, depth`, pqArray(strs))
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	out := make(map[uuid.UUID][]uuid.UUID, len(ids))
+	for rows.Next() {
+		var start, id uuid.UUID
+		if err := rows.Scan(&start, &id); err != nil {
+			return nil, wrap(err)
+		}
+		out[start] = append(out[start], id)
+	}
+	return out, wrap(rows.Err())
+}
