@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"math"
 	"sync"
 	"time"
@@ -43,6 +45,8 @@ func NewState(now func() time.Time) *State {
 
 // Begin records a task as active and returns the function that ends it.
 // The summary (first line of the message, shortened) becomes current_task.
+// An end caused by context.Canceled (the caller hung up) counts as neither
+// success nor failure: a caller's impatience is not the agent's error rate.
 func (s *State) Begin(text string) (end func(err error)) {
 	s.mu.Lock()
 	s.nextID++
@@ -55,10 +59,12 @@ func (s *State) Begin(text string) (end func(err error)) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			delete(s.tasks, id)
-			if err != nil {
+			switch {
+			case errors.Is(err, context.Canceled):
+			case err != nil:
 				s.failed++
 				s.lastErr = err.Error()
-			} else {
+			default:
 				s.ok++
 			}
 		})

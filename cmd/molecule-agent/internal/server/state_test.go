@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ func TestStateErrorRateAndAck(t *testing.T) {
 	st := NewState(nil)
 	st.Begin("a")(nil)
 	st.Begin("b")(errors.New("llm provider answered HTTP 529"))
+	st.Begin("hung up")(fmt.Errorf("llm: %w", context.Canceled))
 	end := st.Begin("c")
 	end(nil)
 	end(errors.New("second end is ignored"))
