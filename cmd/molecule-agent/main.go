@@ -50,6 +50,15 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		gitCredential(ctx, action, stdin, stdout, getenv)
 		// Always 0: a failing helper must not break git's fallthrough.
 		return 0
+	case "rm-config":
+		// Used by the platform's Docker provisioner (in a short-lived helper
+		// container) to delete a path of the config volume: the image has
+		// no shell, so the agent binary carries the tool.
+		if len(args) != 2 {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		return rmConfig(getenv, args[1], stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "molecule-agent %s\n", version)
 		return 0
@@ -66,6 +75,7 @@ const usage = `usage:
   molecule-agent [run]               serve A2A, register and heartbeat
   molecule-agent git-credential get  git credential helper (store/erase are no-ops)
   molecule-agent version             print the version
+  molecule-agent rm-config PATH      delete PATH under $WORKSPACE_CONFIG_PATH (exit 3: not found)
 `
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

@@ -59,6 +59,15 @@ func (s *Server) routes() *gin.Engine {
 	// ---- memory and events (§9–§10) ----
 
 	// ---- provisioning, files, templates, github tokens (§12–§13) ----
+	admin.GET("/admin/github-installation-token", s.githubInstallationToken)
+	ws.GET("/github-installation-token", s.githubInstallationToken)
+	ws.GET("/files", s.listFiles)
+	ws.PUT("/files", bodyLimit(maxFilesBody), s.writeFileSet)
+	ws.GET("/files/*path", s.readFile)
+	ws.PUT("/files/*path", bodyLimit(maxFilesBody), s.writeFile)
+	ws.DELETE("/files/*path", s.deleteFile)
+	admin.GET("/templates", s.listTemplates)
+	admin.POST("/templates/import", bodyLimit(maxFilesBody), s.importTemplate)
 
 	// ---- org templates, plugins, allowlist (§14–§15) ----
 

@@ -18,6 +18,7 @@ import (
 	"github.com/moleculesai/molecule/internal/runloop"
 	"github.com/moleculesai/molecule/internal/secrets"
 	"github.com/moleculesai/molecule/internal/store"
+	"github.com/moleculesai/molecule/pkg/provisionhook"
 )
 
 // Deps are the server's dependencies, built and owned by internal/app.
@@ -28,6 +29,7 @@ type Deps struct {
 	Events    events.Publisher
 	Hub       *events.Hub
 	Lifecycle provisioner.Lifecycle
+	Hooks     *provisionhook.Registry // nil: no provision hooks
 	Keyring   *secrets.Keyring
 	Redis     *redis.Client // nil when REDIS_URL is unset
 	Loops     *runloop.Runner
@@ -46,6 +48,7 @@ type Server struct {
 	events    events.Publisher
 	hub       *events.Hub
 	lifecycle provisioner.Lifecycle
+	hooks     *provisionhook.Registry
 	keyring   *secrets.Keyring
 	redis     *redis.Client
 	loops     *runloop.Runner
@@ -60,7 +63,7 @@ type Server struct {
 func NewServer(d Deps) (*Server, *gin.Engine) {
 	s := &Server{
 		cfg: d.Config, store: d.Store, auth: d.Auth, events: d.Events, hub: d.Hub,
-		lifecycle: d.Lifecycle, keyring: d.Keyring, redis: d.Redis, loops: d.Loops,
+		lifecycle: d.Lifecycle, hooks: d.Hooks, keyring: d.Keyring, redis: d.Redis, loops: d.Loops,
 		registry: d.Metrics, log: d.Log, shutdown: d.Shutdown, now: time.Now,
 	}
 	if s.lifecycle == nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/moleculesai/molecule/internal/runloop"
 	"github.com/moleculesai/molecule/internal/secrets"
 	"github.com/moleculesai/molecule/internal/store"
+	"github.com/moleculesai/molecule/pkg/provisionhook"
 )
 
 // App is a running platform server.
@@ -41,10 +42,14 @@ type App struct {
 	Hub         *events.Hub
 	Broadcaster *events.Broadcaster
 	Lifecycle   provisioner.Lifecycle
-	Loops       *runloop.Runner
-	Metrics     *prometheus.Registry
-	Server      *api.Server
-	Handler     http.Handler
+	// Provisioning is the Lifecycle's implementation; Hooks the provision
+	// hooks (the built-in GitHub App provider registers there).
+	Provisioning *provisioner.Manager
+	Hooks        *provisionhook.Registry
+	Loops        *runloop.Runner
+	Metrics      *prometheus.Registry
+	Server       *api.Server
+	Handler      http.Handler
 
 	// AdminTokenFile is where a generated admin token lives ("" when
 	// ADMIN_TOKEN was given).
@@ -105,11 +110,13 @@ func (a *App) build(ctx context.Context) error {
 	a.Hub = events.NewHub()
 	a.Broadcaster = events.NewBroadcaster(st, transport, a.Hub, log)
 	a.Loops = runloop.NewRunner(log)
-	a.Lifecycle = provisioner.Unavailable{}
+	if err := a.buildProvisioning(ctx); err != nil {
+		return err
+	}
 
 	srv, handler := api.NewServer(api.Deps{
 		Config: cfg, Store: st, Auth: a.Auth, Events: a.Broadcaster, Hub: a.Hub,
-		Lifecycle: a.Lifecycle, Keyring: a.Keyring, Redis: a.Redis, Loops: a.Loops,
+		Lifecycle: a.Lifecycle, Hooks: a.Hooks, Keyring: a.Keyring, Redis: a.Redis, Loops: a.Loops,
 		Metrics: a.Metrics, Log: log, Shutdown: a.shutdown,
 	})
 	a.Server, a.Handler = srv, handler
@@ -218,6 +225,10 @@ func (a *App) Run(ctx context.Context) error {
 // startLoops starts the periodic background work.
 func (a *App) startLoops(ctx context.Context) {
 	a.Loops.Start(ctx, runloop.Loop{Name: "token-last-used", Interval: 10 * time.Second, Fn: a.Auth.FlushLastUsed})
+	if a.Provisioning != nil && a.Provisioning.Backend() != "none" {
+		a.Loops.Start(ctx, runloop.Loop{Name: "provisioner-instances", Interval: a.Config.SweepInterval, Fn: a.Provisioning.WatchInstances})
+		a.Loops.Start(ctx, runloop.Loop{Name: "provisioner-orphans", Interval: 4 * a.Config.SweepInterval, Fn: a.Provisioning.SweepOrphans})
+	}
 }
 
 // Close releases pools and connections.

@@ -39,6 +39,12 @@ type Config struct {
 	DockerNetwork        string
 	RuntimeImages        map[string]string
 	AllowPrivilegedTier4 bool
+	// DockerAgentAddr is how the platform reaches agent containers:
+	// "published" (127.0.0.1 port; platform on the host) or "network"
+	// (http://ws-<id12>:8000; platform on the Docker network).
+	DockerAgentAddr string
+	// AgentPlatformURL overrides the platform URL given to agents.
+	AgentPlatformURL string
 
 	AgentNetwork     string // private or public
 	LivenessTTL      time.Duration
@@ -104,6 +110,8 @@ func Load(getenv Getenv) (*Config, error) {
 		DockerNetwork:        p.str("MOLECULE_DOCKER_NETWORK", "molecule-agents"),
 		RuntimeImages:        p.kvMap("MOLECULE_RUNTIME_IMAGES", map[string]string{"molecule-agent": "molecule/workspace-agent:latest"}),
 		AllowPrivilegedTier4: p.boolean("MOLECULE_ALLOW_PRIVILEGED_TIER4", false),
+		DockerAgentAddr:      p.str("MOLECULE_DOCKER_AGENT_ADDR", "published"),
+		AgentPlatformURL:     getenv("MOLECULE_AGENT_PLATFORM_URL"),
 		AgentNetwork:         p.str("MOLECULE_AGENT_NETWORK", "private"),
 		LivenessTTL:          p.duration("MOLECULE_LIVENESS_TTL", 180*time.Second),
 		ProvisionTimeout:     p.duration("MOLECULE_PROVISION_TIMEOUT", 10*time.Minute),
@@ -172,6 +180,16 @@ func (c *Config) Validate() error {
 	case "", "docker", "controlplane", "none":
 	default:
 		bad("MOLECULE_PROVISIONER", "must be docker, controlplane or none (got %q)", c.Provisioner)
+	}
+	switch c.DockerAgentAddr {
+	case "published", "network":
+	default:
+		bad("MOLECULE_DOCKER_AGENT_ADDR", "must be published or network (got %q)", c.DockerAgentAddr)
+	}
+	if c.AgentPlatformURL != "" {
+		if u, err := url.Parse(c.AgentPlatformURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("MOLECULE_AGENT_PLATFORM_URL", "must be an http(s) URL")
+		}
 	}
 	switch c.AgentNetwork {
 	case "private", "public":
