@@ -227,6 +227,8 @@ func (d *Docker) DeletePath(ctx context.Context, wsID uuid.UUID, p string) error
 			return nil
 		case 3:
 			return ErrNotFound
+		case 2:
+			return fmt.Errorf("rm-config refused the path or is unknown to the image (an image older than rm-config: rebuild it with make agent-image)")
 		default:
 			return fmt.Errorf("rm-config exited with %d", res.StatusCode)
 		}
