@@ -97,7 +97,7 @@ func (f *fakeBackend) ReadFile(_ context.Context, id uuid.UUID, p string) ([]byt
 	return b, nil
 }
 func (f *fakeBackend) WriteFiles(context.Context, uuid.UUID, map[string][]byte) error { return nil }
-func (f *fakeBackend) DeletePath(context.Context, uuid.UUID, string) error              { return nil }
+func (f *fakeBackend) DeletePath(context.Context, uuid.UUID, string) error            { return nil }
 
 func (f *fakeBackend) startCount() int {
 	f.mu.Lock()
