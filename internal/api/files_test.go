@@ -1,0 +1,219 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moleculesai/molecule/internal/api"
+	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/auth"
+	"github.com/moleculesai/molecule/internal/config"
+	"github.com/moleculesai/molecule/internal/events"
+	"github.com/moleculesai/molecule/internal/provisioner"
+	"github.com/moleculesai/molecule/internal/testutil"
+)
+
+// fakeFiles is a Lifecycle whose config volume is a map; err, when set,
+// is returned by every file operation.
+type fakeFiles struct {
+	provisioner.Unavailable
+	mu    sync.Mutex
+	files map[string][]byte
+	err   error
+	depth int
+}
+
+func (f *fakeFiles) ListFiles(_ context.Context, _ uuid.UUID, dir string, depth int) ([]provisioner.FileInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	f.depth = depth
+	var out []provisioner.FileInfo
+	for p, b := range f.files {
+		if dir == "" || strings.HasPrefix(p, dir+"/") {
+			out = append(out, provisioner.FileInfo{Path: p, Size: int64(len(b))})
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeFiles) ReadFile(_ context.Context, _ uuid.UUID, p string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	b, ok := f.files[p]
+	if !ok {
+		return nil, provisioner.ErrNotFound
+	}
+	return b, nil
+}
+
+func (f *fakeFiles) WriteFiles(_ context.Context, _ uuid.UUID, files map[string][]byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	for k, v := range files {
+		f.files[k] = v
+	}
+	return nil
+}
+
+func (f *fakeFiles) DeletePath(_ context.Context, _ uuid.UUID, p string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	if _, ok := f.files[p]; !ok {
+		return provisioner.ErrNotFound
+	}
+	delete(f.files, p)
+	return nil
+}
+
+func do(t *testing.T, h http.Handler, method, path, bearer, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, "http://platform.test/", rd)
+	// Set on the URL directly, so "..", "//" and NUL reach the router as sent.
+	path, req.URL.RawQuery, _ = strings.Cut(path, "?")
+	req.URL.Path = path
+	req.URL.RawPath = ""
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+func TestFilesAPI(t *testing.T) {
+	st := testutil.NewStore(t)
+	cfg, err := config.Load(config.FromMap(map[string]string{"DATABASE_URL": "postgres://x@localhost/y", "ADMIN_TOKEN": "admin-files"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	fake := &fakeFiles{files: map[string][]byte{"config.yaml": []byte("name: \"x\"\n"), "bin.dat": {0xff, 0x00, 0xfe}}}
+	a := auth.New("admin-files", st)
+	hub := events.NewHub()
+	_, h := api.NewServer(api.Deps{Config: cfg, Store: st, Auth: a, Events: events.NewBroadcaster(st, nil, hub, log), Hub: hub,
+		Lifecycle: fake, Metrics: prometheus.NewRegistry(), Log: log})
+	wsID, tok := apptest.CreateWorkspace(t, st, "files", nil)
+	_, other := apptest.CreateWorkspace(t, st, "other", nil)
+	base := "/workspaces/" + wsID.String() + "/files"
+
+	type tc struct {
+		method, path, bearer, body string
+		want                       int
+		contains                   string
+	}
+	cases := []tc{
+		{"GET", base, tok, "", 200, `"config.yaml"`},
+		{"GET", base + "?depth=3", "admin-files", "", 200, `"depth":3`},
+		{"GET", base + "?depth=0", tok, "", 400, "depth"},
+		{"GET", base + "?depth=abc", tok, "", 400, "depth"},
+		{"GET", base + "?depth=99", tok, "", 400, "depth"},
+		{"GET", base + "?path=../etc", tok, "", 400, "relative"},
+		{"GET", base + "?path=/etc", tok, "", 400, "relative"},
+		{"GET", base + "/config.yaml", tok, "", 200, `"content":"name: \"x\"\n"`},
+		{"GET", base + "/bin.dat", tok, "", 200, `"encoding":"base64"`},
+		{"GET", base + "/missing.md", tok, "", 404, "no such file"},
+		{"GET", base + "/../secrets", tok, "", 400, "relative"},
+		{"GET", base + "/a/../../x", tok, "", 400, "relative"},
+		{"GET", base + "//etc/passwd", tok, "", 400, "relative"},
+		{"GET", base + "/a\x00b", tok, "", 400, ""},
+		{"GET", base + `/a\..\b`, tok, "", 400, ""},
+		{"GET", base + "/.auth_token", tok, "", 403, "token"},
+		{"GET", base + "/config.yaml", other, "", 403, ""},
+		{"GET", base + "/config.yaml", "", "", 401, ""},
+		{"GET", "/workspaces/not-a-uuid/files/config.yaml", tok, "", 400, ""},
+		{"PUT", base + "/notes/today.md", tok, `{"content":"hello"}`, 200, `"notes/today.md"`},
+		{"PUT", base + "/b64.bin", tok, `{"content":"` + base64.StdEncoding.EncodeToString([]byte{1, 2}) + `","encoding":"base64"}`, 200, ""},
+		{"PUT", base + "/x.bin", tok, `{"content":"!!","encoding":"base64"}`, 400, "base64"},
+		{"PUT", base + "/x.bin", tok, `{"content":"a","encoding":"rot13"}`, 400, "encoding"},
+		{"PUT", base + "/x.md", tok, `{}`, 400, "content"},
+		{"PUT", base + "/x.md", tok, `{"content":5}`, 400, ""},
+		{"PUT", base + "/x.md", tok, `{bad json`, 400, ""},
+		{"PUT", base + "/.auth_token", tok, `{"content":"steal"}`, 403, ""},
+		{"PUT", base + "/../x.md", tok, `{"content":"a"}`, 400, ""},
+		{"PUT", base, tok, `{"files":{"a.md":"1","dir/b.md":"2"}}`, 200, `"dir/b.md"`},
+		{"PUT", base, tok, `{"files":{"../a.md":"1"}}`, 400, ""},
+		{"PUT", base, tok, `{"files":{"/abs":"1"}}`, 400, ""},
+		{"PUT", base, tok, `{"files":{}}`, 400, "at least one"},
+		{"PUT", base, tok, `{"files":["a"]}`, 400, ""},
+		{"PUT", base, tok, `{"files":{".auth_token":"x"}}`, 403, ""},
+		{"DELETE", base + "/a.md", tok, "", 200, "deleted"},
+		{"DELETE", base + "/a.md", tok, "", 404, ""},
+		{"DELETE", base + "/", tok, "", 400, "root"},
+		{"DELETE", base + "/../..", tok, "", 400, ""},
+	}
+	var many strings.Builder
+	many.WriteString(`{"files":{`)
+	for i := 0; i < 201; i++ {
+		if i > 0 {
+			many.WriteString(",")
+		}
+		fmt.Fprintf(&many, `"f%d.md":"x"`, i)
+	}
+	many.WriteString("}}")
+	cases = append(cases, tc{"PUT", base, tok, many.String(), 400, "at most 200"},
+		tc{"PUT", base + "/big.md", tok, `{"content":"` + strings.Repeat("x", 11<<20) + `"}`, 413, ""})
+	for _, c := range cases {
+		code, body := do(t, h, c.method, c.path, c.bearer, c.body)
+		if code != c.want || !strings.Contains(body, c.contains) {
+			t.Errorf("%s %q: %d %.200s, want %d containing %q", c.method, c.path, code, body, c.want, c.contains)
+		}
+	}
+	if string(fake.files["notes/today.md"]) != "hello" || !bytes.Equal(fake.files["b64.bin"], []byte{1, 2}) || string(fake.files["dir/b.md"]) != "2" {
+		t.Errorf("writes not applied: %v", fake.files)
+	}
+
+	// Backend failures are opaque 500s; their text is logged only.
+	fake.err = errors.New("Error response from daemon: mount /var/lib/docker/volumes/ws-x failed")
+	for _, m := range []struct{ method, path, body string }{
+		{"GET", base, ""}, {"GET", base + "/config.yaml", ""}, {"PUT", base + "/a.md", `{"content":"x"}`}, {"DELETE", base + "/a.md", ""},
+	} {
+		code, body := do(t, h, m.method, m.path, tok, m.body)
+		if code != 500 || strings.Contains(body, "daemon") || !strings.Contains(body, "request_id") {
+			t.Errorf("%s %s with a failing backend: %d %s", m.method, m.path, code, body)
+		}
+	}
+	if !strings.Contains(logs.String(), "/var/lib/docker/volumes") {
+		t.Errorf("backend error not logged")
+	}
+	fake.err = provisioner.ErrUnsupported
+	if code, _ := do(t, h, "GET", base, tok, ""); code != 501 {
+		t.Errorf("unsupported: %d", code)
+	}
+	fake.err = provisioner.ErrNoBackend
+	if code, _ := do(t, h, "GET", base+"/config.yaml", tok, ""); code != 503 {
+		t.Errorf("no backend: %d", code)
+	}
+}
