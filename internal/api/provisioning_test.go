@@ -157,11 +157,11 @@ func TestTemplatesImport(t *testing.T) {
 		t.Fatalf("empty list: %d %s", r.Status, r.Body)
 	}
 	files := map[string]string{
-		"system-prompt.md":                         "You are careful.",
-		"prompts/daily.md":                         "Standup.",
+		"system-prompt.md":                          "You are careful.",
+		"prompts/daily.md":                          "Standup.",
 		"skills/legit\nruntime: malicious/SKILL.md": "evil",
-		"skills/review/SKILL.md":                   "Review code.",
-		"skills/review/notes.txt":                  "n",
+		"skills/review/SKILL.md":                    "Review code.",
+		"skills/review/notes.txt":                   "n",
 	}
 	r := in.Do("POST", "/templates/import", in.Admin, map[string]any{"name": "reviewer", "files": files})
 	if r.Status != 201 {
