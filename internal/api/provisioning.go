@@ -1,15 +1,11 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
-
-	"github.com/moleculesai/molecule/internal/provisioner"
 )
 
 // GET /admin/github-installation-token and
@@ -35,25 +31,4 @@ func (s *Server) githubInstallationToken(c *gin.Context) {
 	}
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, gin.H{"token": token, "expires_at": exp.UTC()})
-}
-
-// configRebuilder is implemented by the provisioning Manager: restart
-// with rebuild_config (§2) calls it before provisioning.
-type configRebuilder interface {
-	RebuildConfig(ctx context.Context, wsID uuid.UUID) error
-}
-
-// rebuildConfig marks the workspace's next provisioning to regenerate its
-// config from the matching org template. 404 when no template matches;
-// 503 when the server has no provisioner.
-func (s *Server) rebuildConfig(ctx context.Context, wsID uuid.UUID) error {
-	rb, ok := s.lifecycle.(configRebuilder)
-	if !ok {
-		return provisioner.ErrNoBackend
-	}
-	err := rb.RebuildConfig(ctx, wsID)
-	if errors.Is(err, provisioner.ErrNoTemplateMatch) {
-		return NotFound("rebuild_config: " + provisioner.ErrNoTemplateMatch.Error())
-	}
-	return err
 }

@@ -116,7 +116,11 @@ func (m *Manager) Provision(ctx context.Context, wsID uuid.UUID) error {
 	if err != nil {
 		return err
 	}
-	m.record(ctx, EventProvisioning, wsID, map[string]any{"status": store.StatusProvisioning, "previous_status": prev, "backend": m.Backend()})
+	// A caller that already moved the workspace to provisioning (restart,
+	// resume, the liveness sweep) recorded the transition itself.
+	if prev != store.StatusProvisioning {
+		m.record(ctx, EventProvisioning, wsID, map[string]any{"status": store.StatusProvisioning, "previous_status": prev, "backend": m.Backend()})
+	}
 	m.schedule(wsID)
 	return nil
 }

@@ -169,6 +169,10 @@ func TestManagerProvision(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// From offline: Provision records the transition itself.
+	if _, err := r.st.DB.Exec(`UPDATE workspaces SET status = 'offline' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.m.Provision(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +221,10 @@ func TestManagerProvision(t *testing.T) {
 	}
 	if string(second.Files[".auth_token"]) == string(spec.Files[".auth_token"]) {
 		t.Errorf("token not rotated")
+	}
+	// Already provisioning (the caller recorded the transition): no duplicate.
+	if n := r.events(t, id, EventProvisioning); n != 1 {
+		t.Errorf("provisioning events = %d, want 1", n)
 	}
 
 	// Unknown, removed and external workspaces.
@@ -391,7 +399,8 @@ workspaces:
 		t.Fatal(err)
 	}
 	r.m.Wait()
-	if err := r.m.RebuildConfig(ctx, id); err != nil {
+	w, _ := r.st.GetWorkspace(ctx, id)
+	if err := r.m.RebuildConfig(ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.m.Provision(ctx, id); err != nil {
@@ -408,12 +417,12 @@ workspaces:
 		t.Errorf("config %v", cfg)
 	}
 	// By name when no role matches.
-	byName := r.workspace(t, "Lead", "")
+	byName, _ := r.st.GetWorkspace(ctx, r.workspace(t, "Lead", ""))
 	if err := r.m.RebuildConfig(ctx, byName); err != nil {
 		t.Errorf("by name: %v", err)
 	}
-	none := r.workspace(t, "Nobody", "astronaut")
-	if err := r.m.RebuildConfig(ctx, none); !errors.Is(err, ErrNoTemplateMatch) {
+	none, _ := r.st.GetWorkspace(ctx, r.workspace(t, "Nobody", "astronaut"))
+	if err := r.m.RebuildConfig(ctx, none); !errors.Is(err, ErrNoTemplateMatch) || !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("no match: %v", err)
 	}
 }

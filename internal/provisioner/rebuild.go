@@ -24,8 +24,9 @@ const (
 )
 
 // ErrNoTemplateMatch means no org template has a workspace whose role or
-// name matches the workspace (rebuild_config).
-var ErrNoTemplateMatch = errors.New("no org template has a workspace with this workspace's role or name")
+// name matches the workspace (rebuild_config). It wraps store.ErrNotFound,
+// which the API answers with 404.
+var ErrNoTemplateMatch = fmt.Errorf("no org template has a workspace with this workspace's role or name: %w", store.ErrNotFound)
 
 // RebuildConfig prepares `restart {rebuild_config: true}` (§2): it finds
 // the org template node matching the workspace (role first, then name, in
@@ -33,11 +34,10 @@ var ErrNoTemplateMatch = errors.New("no org template has a workspace with this w
 // provisioning overwrites /configs' config.yaml, system-prompt.md and the
 // node's files with the template's. It does no backend work itself (the
 // caller then provisions). ErrNoTemplateMatch when nothing matches.
-func (m *Manager) RebuildConfig(ctx context.Context, wsID uuid.UUID) error {
-	ws, err := m.o.Store.GetWorkspace(ctx, wsID)
-	if err != nil {
-		return err
-	}
+//
+// It implements the API's ConfigRebuilder; it is idempotent (a second call
+// before the provisioning is the same mark).
+func (m *Manager) RebuildConfig(_ context.Context, ws *store.Workspace) error {
 	if _, _, err := m.findOrgNode(ws); err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func (m *Manager) RebuildConfig(ctx context.Context, wsID uuid.UUID) error {
 	if m.rebuild == nil {
 		m.rebuild = map[uuid.UUID]bool{}
 	}
-	m.rebuild[wsID] = true
+	m.rebuild[ws.ID] = true
 	m.mu.Unlock()
 	return nil
 }
