@@ -90,7 +90,7 @@ func (f *fakeFiles) DeletePath(_ context.Context, _ uuid.UUID, p string) error {
 	return nil
 }
 
-func do(t *testing.T, h http.Handler, method, path, bearer, body string) (int, string) {
+func doRaw(t *testing.T, h http.Handler, method, path, bearer, body string) (int, string) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -186,7 +186,7 @@ func TestFilesAPI(t *testing.T) {
 	cases = append(cases, tc{"PUT", base, tok, many.String(), 400, "at most 200"},
 		tc{"PUT", base + "/big.md", tok, `{"content":"` + strings.Repeat("x", 11<<20) + `"}`, 413, ""})
 	for _, c := range cases {
-		code, body := do(t, h, c.method, c.path, c.bearer, c.body)
+		code, body := doRaw(t, h, c.method, c.path, c.bearer, c.body)
 		if code != c.want || !strings.Contains(body, c.contains) {
 			t.Errorf("%s %q: %d %.200s, want %d containing %q", c.method, c.path, code, body, c.want, c.contains)
 		}
@@ -200,7 +200,7 @@ func TestFilesAPI(t *testing.T) {
 	for _, m := range []struct{ method, path, body string }{
 		{"GET", base, ""}, {"GET", base + "/config.yaml", ""}, {"PUT", base + "/a.md", `{"content":"x"}`}, {"DELETE", base + "/a.md", ""},
 	} {
-		code, body := do(t, h, m.method, m.path, tok, m.body)
+		code, body := doRaw(t, h, m.method, m.path, tok, m.body)
 		if code != 500 || strings.Contains(body, "daemon") || !strings.Contains(body, "request_id") {
 			t.Errorf("%s %s with a failing backend: %d %s", m.method, m.path, code, body)
 		}
@@ -209,11 +209,11 @@ func TestFilesAPI(t *testing.T) {
 		t.Errorf("backend error not logged")
 	}
 	fake.err = provisioner.ErrUnsupported
-	if code, _ := do(t, h, "GET", base, tok, ""); code != 501 {
+	if code, _ := doRaw(t, h, "GET", base, tok, ""); code != 501 {
 		t.Errorf("unsupported: %d", code)
 	}
 	fake.err = provisioner.ErrNoBackend
-	if code, _ := do(t, h, "GET", base+"/config.yaml", tok, ""); code != 503 {
+	if code, _ := doRaw(t, h, "GET", base+"/config.yaml", tok, ""); code != 503 {
 		t.Errorf("no backend: %d", code)
 	}
 }
