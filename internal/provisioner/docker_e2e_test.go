@@ -141,7 +141,16 @@ func TestDockerEndToEnd(t *testing.T) {
 	// (and its loops) stopped: nothing recreates what it removes.
 	t.Cleanup(func() { cleanupDocker(t, &ids, network) })
 
+	orgDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(orgDir, "e2e-org"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(orgDir, "e2e-org", "org.yaml"), []byte(
+		"name: E2E Org\nworkspaces:\n  - name: Template Tester\n    role: tester\n    system_prompt: You are the rebuilt tester.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	in := apptest.Start(t, apptest.Options{Env: map[string]string{
+		"MOLECULE_ORG_TEMPLATES_DIR": orgDir,
 		"MOLECULE_PROVISIONER":    "docker",
 		"MOLECULE_LISTEN":         "0.0.0.0:0", // reachable from containers through the host gateway
 		"MOLECULE_DOCKER_NETWORK": network,
@@ -361,6 +370,33 @@ func TestDockerEndToEnd(t *testing.T) {
 		}
 	} else {
 		t.Log("registry has not landed: the kill/restart step needs an online workspace and is skipped")
+	}
+
+	// A lost config comes back from the org template (restart
+	// {rebuild_config: true}, matched by role "tester").
+	if registry && routeExists(in, "POST", "/workspaces/"+uuid.NewString()+"/restart") {
+		for _, p := range []string{"/config.yaml", "/system-prompt.md"} {
+			if r := in.Do("DELETE", base+p, in.Admin, nil); r.Status != 200 {
+				t.Fatalf("delete %s: %d %s", p, r.Status, r.Body)
+			}
+		}
+		before, _ := inspectContainer(t, name)
+		if r := in.Do("POST", "/workspaces/"+wsID.String()+"/restart", in.Admin, map[string]any{"rebuild_config": true}); r.Status != http.StatusAccepted {
+			t.Fatalf("restart rebuild_config: %d %s", r.Status, r.Body)
+		}
+		waitFor(t, "the restarted workspace to come back online", 90*time.Second, func() bool {
+			c, ok := inspectContainer(t, name)
+			return ok && c.State.Running && c.ID != before.ID && ws().Status == store.StatusOnline
+		})
+		r := in.Do("GET", base+"/system-prompt.md", in.Admin, nil)
+		if r.Status != 200 || r.Map(t)["content"] != "You are the rebuilt tester." {
+			t.Fatalf("rebuilt system prompt: %d %s", r.Status, r.Body)
+		}
+		if r := in.Do("GET", base+"/config.yaml", in.Admin, nil); r.Status != 200 || !strings.Contains(r.Map(t)["content"].(string), `template: "E2E Org"`) {
+			t.Fatalf("rebuilt config.yaml: %d %s", r.Status, r.Body)
+		}
+	} else {
+		t.Log("restart has not landed: the rebuild_config step is skipped")
 	}
 
 	// Delete removes the container and its volumes.

@@ -175,8 +175,8 @@ func (m *Manager) provision(wsID uuid.UUID) {
 		}
 		return
 	}
-	if ws.Status != store.StatusProvisioning {
-		log.Info("provision: skipped, workspace is no longer provisioning", "status", ws.Status)
+	if stopped(ws.Status) {
+		log.Info("provision: skipped, the workspace was stopped meanwhile", "status", ws.Status)
 		return
 	}
 
@@ -231,6 +231,11 @@ func (m *Manager) provision(wsID uuid.UUID) {
 	log.Info("agent started", "instance_id", inst.ID, "url", inst.URL)
 }
 
+// stopped reports statuses whose agent must not run.
+func stopped(status string) bool {
+	return status == store.StatusPaused || status == store.StatusHibernated || status == store.StatusRemoved
+}
+
 // undo stops or removes an agent started for a workspace that was paused
 // or removed meanwhile.
 func (m *Manager) undo(ctx context.Context, log *slog.Logger, wsID uuid.UUID, instanceID string) {
@@ -238,9 +243,10 @@ func (m *Manager) undo(ctx context.Context, log *slog.Logger, wsID uuid.UUID, in
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		err = m.o.Backend.Remove(ctx, wsID, instanceID)
-	case err == nil && ws.Status == store.StatusProvisioning:
-		return
-	default:
+	case err != nil:
+		// Unknown state: leave the agent; the orphan sweep and the
+		// liveness sweep settle it.
+	case stopped(ws.Status):
 		err = m.o.Backend.Stop(ctx, wsID, instanceID)
 	}
 	if err != nil {

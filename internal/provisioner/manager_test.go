@@ -31,6 +31,7 @@ type fakeBackend struct {
 	startErr error
 	runErr   error
 	block    chan struct{} // when set, Start waits on it
+	onStart  func()        // runs inside Start (e.g. the agent registering)
 	stops    int
 	removes  int
 }
@@ -43,6 +44,9 @@ func (f *fakeBackend) Name() string { return "fake" }
 func (f *fakeBackend) Start(ctx context.Context, s Spec) (Instance, error) {
 	if f.block != nil {
 		<-f.block
+	}
+	if f.onStart != nil {
+		f.onStart()
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -445,5 +449,26 @@ func TestManagerWithoutBackend(t *testing.T) {
 	}
 	if err := m.Stop(ctx, uuid.New()); err != nil {
 		t.Errorf("stop: %v", err)
+	}
+}
+
+// The agent starts before the Manager stores its instance: an agent that
+// registered (online) by then must keep running and get its instance id.
+func TestManagerAgentRegistersBeforeInstanceStored(t *testing.T) {
+	r := newRig(t, nil, "")
+	ctx := context.Background()
+	id := r.workspace(t, "Fast", "")
+	r.be.onStart = func() {
+		if _, err := r.st.DB.Exec(`UPDATE workspaces SET status = 'online' WHERE id = $1`, id); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := r.m.Provision(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	r.m.Wait()
+	w, _ := r.st.GetWorkspace(ctx, id)
+	if w.Status != store.StatusOnline || w.InstanceID == "" || r.be.stops != 0 {
+		t.Fatalf("status %q instance %q stops %d", w.Status, w.InstanceID, r.be.stops)
 	}
 }

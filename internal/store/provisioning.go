@@ -55,12 +55,13 @@ func (s *Store) BeginProvisioning(ctx context.Context, id uuid.UUID) (prev strin
 }
 
 // SetInstance stores the backend's instance id and the URL the platform
-// reaches the agent at, only while the workspace is still provisioning
-// (a pause or delete that raced the provisioning wins). It reports whether
-// the row was updated.
+// reaches the agent at, unless the workspace was paused, hibernated or
+// removed meanwhile (that wins; the caller then undoes the start). The
+// agent may already have registered (online) by now: it starts before
+// this runs. It reports whether the row was updated.
 func (s *Store) SetInstance(ctx context.Context, id uuid.UUID, instanceID, url string) (bool, error) {
 	res, err := s.DB.ExecContext(ctx, `UPDATE workspaces SET instance_id = $2, url = $3, updated_at = now()
-		WHERE id = $1 AND status = 'provisioning'`, id, instanceID, url)
+		WHERE id = $1 AND status NOT IN ('paused', 'hibernated', 'removed')`, id, instanceID, url)
 	if err != nil {
 		return false, wrap(err)
 	}
