@@ -257,7 +257,7 @@ func (m *Manager) undo(ctx context.Context, log *slog.Logger, wsID uuid.UUID, in
 // fail marks the workspace failed with reason (client-safe) and logs err.
 func (m *Manager) fail(ctx context.Context, log *slog.Logger, wsID uuid.UUID, reason string, err error) {
 	log.Error("provision failed", "reason", reason, "err", err)
-	changed, serr := m.o.Store.MarkProvisionFailed(context.WithoutCancel(ctx), wsID, reason)
+	changed, serr := m.o.Store.FailProvisioning(context.WithoutCancel(ctx), wsID, reason)
 	if serr != nil {
 		log.Error("provision: mark failed", "err", serr)
 		return

@@ -69,10 +69,10 @@ func (s *Store) SetInstance(ctx context.Context, id uuid.UUID, instanceID, url s
 	return n == 1, nil
 }
 
-// MarkProvisionFailed sets `failed` with the reason in last_sample_error,
+// FailProvisioning sets `failed` with the reason in last_sample_error,
 // unless the workspace was removed or paused meanwhile. It reports whether
 // the row changed.
-func (s *Store) MarkProvisionFailed(ctx context.Context, id uuid.UUID, reason string) (bool, error) {
+func (s *Store) FailProvisioning(ctx context.Context, id uuid.UUID, reason string) (bool, error) {
 	res, err := s.DB.ExecContext(ctx, `UPDATE workspaces SET status = 'failed', last_sample_error = $2, updated_at = now()
 		WHERE id = $1 AND status NOT IN ('removed', 'paused')`, id, reason)
 	if err != nil {
