@@ -234,3 +234,5 @@ func statusOf(t *testing.T, st *store.Store, id uuid.UUID) string {
 }
 
 var errBoom = errors.New("boom: pq: relation \"workspaces\" does not exist")
+
+func hashOf(token string) []byte { return auth.Hash(token) }
