@@ -435,3 +435,24 @@ func TestSecretsAPI(t *testing.T) {
 	}
 	wantStatus(t, in.Do("GET", "/workspaces/"+uuid.NewString()+"/secrets", in.Admin, nil), 404)
 }
+
+// Two concurrent moves that would each be fine alone but together form a
+// cycle: exactly one wins.
+func TestWorkspacePatchConcurrentCycle(t *testing.T) {
+	in := startWS(t)
+	for round := 0; round < 5; round++ {
+		a, _ := createExternal(t, in, "a", nil)
+		b, _ := createExternal(t, in, "b", nil)
+		codes := make(chan int, 2)
+		for _, pair := range [][2]uuid.UUID{{a, b}, {b, a}} {
+			go func(child, parent uuid.UUID) {
+				r := in.Do("PATCH", "/workspaces/"+child.String(), in.Admin, map[string]any{"parent_id": parent.String()})
+				codes <- r.Status
+			}(pair[0], pair[1])
+		}
+		c1, c2 := <-codes, <-codes
+		if !(c1 == 200 && c2 == 400 || c1 == 400 && c2 == 200) {
+			t.Fatalf("round %d: statuses %d and %d", round, c1, c2)
+		}
+	}
+}

@@ -139,7 +139,9 @@ func (s *Store) ResumeTree(ctx context.Context, id uuid.UUID) ([]StatusChange, e
 func (s *Store) setTreeStatus(ctx context.Context, id uuid.UUID, newStatus, where string) ([]StatusChange, error) {
 	var out []StatusChange
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		if err := LockTreeSharedTx(ctx, tx); err != nil {
+		// Exclusive: two overlapping subtree walks would otherwise lock
+		// rows in different orders. Pause and resume are rare.
+		if err := lockTreeTx(ctx, tx); err != nil {
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, subtreeSQL+`,
