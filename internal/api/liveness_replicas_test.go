@@ -74,7 +74,7 @@ func TestLivenessSweepTwoReplicas(t *testing.T) {
 			t.Fatalf("replica swept %d times: %s", ticks, r.Body)
 		}
 	}
-	// A beat brings an offline workspace back online.
+	// The claimed rows really are offline.
 	if statusOf(t, first.App.Store, stale[0]) != "offline" {
 		t.Fatal("not offline")
 	}
