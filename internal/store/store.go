@@ -35,6 +35,8 @@ var (
 // Store wraps the pool. It is safe for concurrent use.
 type Store struct {
 	DB *sql.DB
+
+	stmts stmtCache // prepared hot-path statements (heartbeat)
 }
 
 // PoolSize is the number of connections kept open. Idle connections are kept
