@@ -65,3 +65,15 @@ func (s *Store) GlobalSecretSealed(ctx context.Context, key string) (sealed []by
 	}
 	return sealed, true, nil
 }
+
+// MarkProvisionFailed moves a workspace that is still provisioning to
+// failed with a client-safe reason; it reports whether it did.
+func (s *Store) MarkProvisionFailed(ctx context.Context, wsID uuid.UUID, reason string) (bool, error) {
+	res, err := s.DB.ExecContext(ctx, `UPDATE workspaces SET status = 'failed', last_sample_error = $2,
+		status_changed_at = now(), updated_at = now() WHERE id = $1 AND status = 'provisioning'`, wsID, reason)
+	if err != nil {
+		return false, wrap(err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
