@@ -227,3 +227,30 @@ func TestStageGitPinnedCommit(t *testing.T) {
 		t.Errorf("missing repo: %v", err)
 	}
 }
+
+// The plugins shipped at the repository root are valid and stage cleanly.
+func TestShippedPlugins(t *testing.T) {
+	list, err := List("../../plugins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) < 2 {
+		t.Fatalf("%d shipped plugins", len(list))
+	}
+	st := &Stager{PluginsDir: "../../plugins"}
+	for _, e := range list {
+		if e.Error != "" || e.Version == "" || len(e.Skills) == 0 {
+			t.Errorf("%s: %+v", e.Name, e)
+			continue
+		}
+		s, err := st.Stage(context.Background(), Source{Kind: SourceLocal, Name: e.Name})
+		if err != nil {
+			t.Errorf("%s: %v", e.Name, err)
+			continue
+		}
+		if len(s.Dropped) != 0 || len(s.Files) < 2 {
+			t.Errorf("%s: files %v dropped %v", e.Name, s.Files, s.Dropped)
+		}
+		s.Close()
+	}
+}
