@@ -78,6 +78,7 @@ type importedWorkspace struct {
 	Connection map[string]any `json:"connection,omitempty"`
 
 	node *orgtemplate.Node
+	org  *orgtemplate.Org
 }
 
 // importOrg handles POST /org/import: parse and validate the whole tree
@@ -244,7 +245,7 @@ func (s *Server) writeOrg(ctx context.Context, org *orgtemplate.Org, key, platfo
 			depthOf[n] = depth
 			slot := perDepth[depth]
 			perDepth[depth]++
-			w := importedWorkspace{Name: n.Name, Role: n.Role, node: n}
+			w := importedWorkspace{Name: n.Name, Role: n.Role, node: n, org: org}
 			if ex, ok := existing[n.Name]; ok {
 				w.ID, w.Name, w.Role, w.Status = ex.ID, ex.Name, ex.Role, ex.Status
 			} else {
@@ -362,7 +363,7 @@ func (s *Server) provisionImported(list []importedWorkspace) {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), provisionTimeout)
-		err := s.writePromptFiles(ctx, w.ID, w.node)
+		err := s.writeRoleFiles(ctx, w.ID, roleFiles(w.org, w.node))
 		if err == nil {
 			err = s.lifecycle.Provision(ctx, w.ID)
 		}
@@ -382,14 +383,11 @@ func (s *Server) provisionImported(list []importedWorkspace) {
 	}
 }
 
-// writePromptFiles puts the node's prompts into /configs before the
-// agent starts. Only ErrNoBackend stops provisioning; other write errors
-// are logged and the agent starts with what the provisioner generates.
-func (s *Server) writePromptFiles(ctx context.Context, id uuid.UUID, n *orgtemplate.Node) error {
-	files := map[string][]byte{}
-	if n.SystemPrompt != "" {
-		files["system-prompt.md"] = []byte(n.SystemPrompt)
-	}
+// writeRoleFiles puts the workspace's prompts and role files into
+// /configs before the agent starts. Only ErrNoBackend stops provisioning;
+// other write errors are logged and the agent starts with what the
+// provisioner generates.
+func (s *Server) writeRoleFiles(ctx context.Context, id uuid.UUID, files map[string][]byte) error {
 	if len(files) == 0 {
 		return nil
 	}
@@ -398,7 +396,7 @@ func (s *Server) writePromptFiles(ctx context.Context, id uuid.UUID, n *orgtempl
 		return err
 	}
 	if err != nil {
-		s.log.Warn("org import: writing prompt files failed", "workspace_id", id, "err", err)
+		s.log.Warn("org import: writing role files failed", "workspace_id", id, "err", err)
 	}
 	return nil
 }

@@ -268,6 +268,15 @@ func TestImportExampleOrgTwice(t *testing.T) {
 	if got, _ := fake.ReadFile(context.Background(), pm, "system-prompt.md"); string(got) != org.Workspaces[0].SystemPrompt || len(got) == 0 {
 		t.Errorf("PM system prompt not delivered: %q", got)
 	}
+	pmFiles := strings.Join(fake.files(pm), ",")
+	for _, want := range []string{"system-prompt.md", "initial-prompt.md", "idle-prompt.md", "prompts/"} {
+		if !strings.Contains(pmFiles, want) {
+			t.Errorf("PM files %s lack %s", pmFiles, want)
+		}
+	}
+	if strings.Contains(pmFiles, "workspace.yaml") {
+		t.Errorf("template source delivered: %s", pmFiles)
+	}
 	if n := e.count("events", "event_type = 'WORKSPACE_PROVISIONING'"); n != len(wantParent) {
 		t.Errorf("%d WORKSPACE_PROVISIONING events", n)
 	}
