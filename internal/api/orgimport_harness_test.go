@@ -132,7 +132,7 @@ func (f *fakeLifecycle) calls() (writes int, provisions int) {
 
 // orgEnv is a Server on a fresh database with a recording lifecycle.
 type orgEnv struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *Server
 	h       http.Handler
 	st      *store.Store
@@ -141,7 +141,7 @@ type orgEnv struct {
 	admin   string
 }
 
-func newOrgEnv(t *testing.T, env map[string]string, fake *fakeLifecycle) *orgEnv {
+func newOrgEnv(t testing.TB, env map[string]string, fake *fakeLifecycle) *orgEnv {
 	t.Helper()
 	st := testutil.NewStore(t)
 	m := map[string]string{"DATABASE_URL": "postgres://unused/db"}
