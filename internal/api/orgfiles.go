@@ -1,14 +1,18 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/moleculesai/molecule/internal/orgtemplate"
+	"github.com/moleculesai/molecule/internal/store"
 )
 
 // Caps on the role files one imported workspace receives.
@@ -86,4 +90,65 @@ func readRegular(p string, budget int) ([]byte, bool) {
 		return nil, false
 	}
 	return data, true
+}
+
+// templateRoleFiles regenerates a workspace's role files from the org
+// template that made it, for POST /workspaces/:id/restart
+// {rebuild_config:true} when its config volume was lost (§2). The
+// workspace's recorded template and node are tried first; otherwise every
+// template under MOLECULE_ORG_TEMPLATES_DIR is searched for a node whose
+// name (then role) matches. ok is false when no template matches.
+func (s *Server) templateRoleFiles(ctx context.Context, ws *store.Workspace) (files map[string][]byte, ok bool, err error) {
+	tmpl, node, err := s.store.OrgNodeOf(ctx, ws.ID)
+	if err != nil {
+		return nil, false, err
+	}
+	var lookupErr error
+	opts := s.templateOptions(ctx, &lookupErr)
+	match := func(org *orgtemplate.Org, want func(*orgtemplate.Node) bool) map[string][]byte {
+		var found map[string][]byte
+		org.Walk(func(_ string, n, _ *orgtemplate.Node) error {
+			if found == nil && want(n) {
+				found = roleFiles(org, n)
+			}
+			return nil
+		})
+		return found
+	}
+	if dir, isDir := strings.CutPrefix(tmpl, "dir:"); isDir && node != "" {
+		if root, rerr := orgtemplate.ResolveDir(s.cfg.OrgTemplatesDir, dir); rerr == nil {
+			if org, lerr := orgtemplate.LoadDir(root, opts); lerr == nil {
+				if f := match(org, func(n *orgtemplate.Node) bool { return n.Name == node }); f != nil {
+					return f, true, nil
+				}
+			}
+		}
+	}
+	entries, err := os.ReadDir(s.cfg.OrgTemplatesDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, false, lookupErr
+		}
+		return nil, false, err
+	}
+	var byRole map[string][]byte
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		org, lerr := orgtemplate.LoadDir(filepath.Join(s.cfg.OrgTemplatesDir, e.Name()), opts)
+		if lerr != nil {
+			continue
+		}
+		if f := match(org, func(n *orgtemplate.Node) bool { return n.Name == ws.Name }); f != nil {
+			return f, true, nil
+		}
+		if byRole == nil && ws.Role != "" {
+			byRole = match(org, func(n *orgtemplate.Node) bool { return n.Role == ws.Role })
+		}
+	}
+	if lookupErr != nil {
+		return nil, false, lookupErr
+	}
+	return byRole, byRole != nil, nil
 }

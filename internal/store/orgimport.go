@@ -77,3 +77,13 @@ func (s *Store) MarkProvisionFailed(ctx context.Context, wsID uuid.UUID, reason 
 	n, _ := res.RowsAffected()
 	return n > 0, nil
 }
+
+// OrgNodeOf returns the template and node an import created a workspace
+// from; both are empty for a workspace no import made.
+func (s *Store) OrgNodeOf(ctx context.Context, wsID uuid.UUID) (template, node string, err error) {
+	err = s.DB.QueryRowContext(ctx, `SELECT org_template, org_node FROM workspaces WHERE id = $1`, wsID).Scan(&template, &node)
+	if err != nil {
+		return "", "", notFound(err)
+	}
+	return template, node, nil
+}
