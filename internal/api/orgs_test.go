@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"gopkg.in/yaml.v3"
 
 	"github.com/moleculesai/molecule/internal/auth"
 	"github.com/moleculesai/molecule/internal/orgtemplate"
@@ -274,6 +275,14 @@ func TestImportExampleOrgTwice(t *testing.T) {
 			t.Errorf("PM files %s lack %s", pmFiles, want)
 		}
 	}
+	var cfg map[string]any
+	cfgData, _ := fake.ReadFile(context.Background(), pm, "config.yaml")
+	if err := yaml.Unmarshal(cfgData, &cfg); err != nil || cfg["name"] != org.Workspaces[0].Name || cfg["template"] != org.Name {
+		t.Errorf("PM config.yaml: %v %s", err, cfgData)
+	}
+	if tmpl, node, err := e.st.OrgNodeOf(context.Background(), pm); err != nil || tmpl != "dir:software-team" || node != org.Workspaces[0].Name {
+		t.Errorf("OrgNodeOf: %q %q %v", tmpl, node, err)
+	}
 	if strings.Contains(pmFiles, "workspace.yaml") {
 		t.Errorf("template source delivered: %s", pmFiles)
 	}
@@ -420,44 +429,4 @@ func TestImportWithoutBackendMarksWorkspacesFailed(t *testing.T) {
 	eventually(t, "WORKSPACE_PROVISION_FAILED", func() bool {
 		return e.count("events", "event_type = 'WORKSPACE_PROVISION_FAILED'") == 1
 	})
-}
-
-func TestTemplateRoleFilesForRebuild(t *testing.T) {
-	templates, _ := filepath.Abs("../../org-templates")
-	e := newOrgEnv(t, map[string]string{"MOLECULE_ORG_TEMPLATES_DIR": templates}, newFakeLifecycle())
-	org, err := orgtemplate.LoadDir(filepath.Join(templates, "software-team"), orgtemplate.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm := org.Workspaces[0]
-	r := e.do("POST", "/org/import", e.admin, map[string]any{"dir": "software-team"})
-	var out importResponse
-	json.Unmarshal(r.Body, &out)
-	ctx := context.Background()
-	// Renamed on the canvas: still found through the recorded node.
-	if _, err := e.st.DB.Exec(`UPDATE workspaces SET name = 'Renamed' WHERE id = $1`, out.Workspaces[0].ID); err != nil {
-		t.Fatal(err)
-	}
-	ws, _ := e.st.GetWorkspace(ctx, out.Workspaces[0].ID)
-	files, ok, err := e.srv.templateRoleFiles(ctx, ws)
-	if err != nil || !ok || string(files["system-prompt.md"]) != pm.SystemPrompt {
-		t.Fatalf("imported workspace: ok=%v err=%v files=%d", ok, err, len(files))
-	}
-	// A workspace no import made, matched by name, then by role.
-	id, _ := e.workspace(pm.Name, nil)
-	ws, _ = e.st.GetWorkspace(ctx, id)
-	if files, ok, _ := e.srv.templateRoleFiles(ctx, ws); !ok || string(files["system-prompt.md"]) != pm.SystemPrompt {
-		t.Error("not matched by name")
-	}
-	id, _ = e.workspace("someone", nil)
-	e.st.DB.Exec(`UPDATE workspaces SET role = $2 WHERE id = $1`, id, pm.Role)
-	ws, _ = e.st.GetWorkspace(ctx, id)
-	if _, ok, _ := e.srv.templateRoleFiles(ctx, ws); !ok || pm.Role == "" {
-		t.Error("not matched by role")
-	}
-	id, _ = e.workspace("nobody at all", nil)
-	ws, _ = e.st.GetWorkspace(ctx, id)
-	if _, ok, err := e.srv.templateRoleFiles(ctx, ws); ok || err != nil {
-		t.Errorf("unmatched workspace: ok=%v err=%v", ok, err)
-	}
 }
