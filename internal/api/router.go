@@ -86,6 +86,14 @@ func (s *Server) routes() *gin.Engine {
 	// ---- provisioning, files, templates, github tokens (§12–§13) ----
 
 	// ---- org templates, plugins, allowlist (§14–§15) ----
+	admin.GET("/org/templates", s.listOrgTemplates)
+	admin.POST("/org/import", s.importOrg)
+	admin.GET("/plugins", s.listPlugins)
+	admin.GET("/orgs/:id/plugins/allowlist", s.getPluginAllowlist)
+	admin.PUT("/orgs/:id/plugins/allowlist", s.putPluginAllowlist)
+	ws.GET("/plugins", s.listWorkspacePlugins)
+	ws.POST("/plugins", s.installPlugin)
+	ws.DELETE("/plugins/:name", s.uninstallPlugin)
 
 	// ---- artifacts (§18) ----
 
