@@ -72,6 +72,7 @@ func Migrate(db *sql.DB) error {
 	if err != nil {
 		return err
 	}
+	defer m.Close()
 	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("apply migrations: %w", err)
 	}
@@ -84,6 +85,7 @@ func MigrateDown(db *sql.DB) error {
 	if err != nil {
 		return err
 	}
+	defer m.Close()
 	if err := m.Down(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("revert migrations: %w", err)
 	}
@@ -95,8 +97,16 @@ func newMigrator(db *sql.DB) (*migrate.Migrate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read embedded migrations: %w", err)
 	}
-	drv, err := postgres.WithInstance(db, &postgres.Config{})
+	// One dedicated connection: closing the migrator returns it to the pool
+	// (WithInstance would close the whole pool).
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
 	if err != nil {
+		return nil, wrap(err)
+	}
+	drv, err := postgres.WithConnection(ctx, conn, &postgres.Config{})
+	if err != nil {
+		conn.Close()
 		return nil, fmt.Errorf("migration driver: %w", err)
 	}
 	m, err := migrate.NewWithInstance("iofs", src, "postgres", drv)
