@@ -63,6 +63,11 @@ func (s *Server) routes() *gin.Engine {
 	// ---- org templates, plugins, allowlist (§14–§15) ----
 
 	// ---- artifacts (§18) ----
+	art := ws.Group("/artifacts", s.requireArtifacts)
+	art.POST("", s.createArtifact)
+	art.GET("", s.getArtifact)
+	art.POST("/fork", s.forkArtifact)
+	art.POST("/token", s.createArtifactToken)
 
 	_ = ws
 	_ = r.Group("/registry")
