@@ -265,3 +265,47 @@ func TestArtifactsNamespaceMoved(t *testing.T) {
 		t.Fatal("called Cloudflare for a repo in another namespace")
 	}
 }
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestArtifactsLogs: the upstream detail of a 502 goes to the log (and
+// only there); the Cloudflare API token, git tokens and remote credentials
+// never do.
+func TestArtifactsLogs(t *testing.T) {
+	f := newFakeArtifacts(t)
+	var logs syncBuffer
+	in := apptest.Start(t, apptest.Options{Env: f.env(), Log: &logs})
+	ws, tok := in.CreateWorkspaceRow("w", nil)
+	wantStatus(t, in.Do("POST", artPath(ws, ""), tok, nil), http.StatusCreated)
+	wantStatus(t, in.Do("POST", artPath(ws, "/token"), tok, map[string]any{"scope": "write"}), http.StatusCreated)
+	f.setFail(func(w http.ResponseWriter, _ *http.Request) { envelope(w, 500, nil, upstreamInternal) })
+	r := in.Do("GET", artPath(ws, ""), tok, nil)
+	wantStatus(t, r, http.StatusBadGateway)
+	f.setFail(nil)
+
+	out := logs.String()
+	if !strings.Contains(out, upstreamInternal) {
+		t.Errorf("the upstream detail was not logged:\n%s", out)
+	}
+	for _, secret := range []string{cfAPIToken, "art_git_token_value", cfSecret, tok} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log contains secret %q:\n%s", secret, out)
+		}
+	}
+}
