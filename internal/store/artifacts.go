@@ -28,6 +28,7 @@ type WorkspaceArtifact struct {
 var (
 	ErrArtifactLinked    = &LimitError{Msg: "this workspace already has an artifacts repo"}
 	ErrArtifactRepoTaken = &LimitError{Msg: "that artifacts repo is linked to another workspace"}
+	ErrArtifactLinkBusy  = &LimitError{Msg: "an artifacts repo is being attached to this workspace; retry shortly"}
 )
 
 // artifactLockClass is the first key of the per-workspace advisory lock
@@ -57,27 +58,33 @@ func (s *Store) GetWorkspaceArtifact(ctx context.Context, workspaceID uuid.UUID)
 }
 
 // LinkWorkspaceArtifact links a new repo to a workspace without racing a
-// concurrent link. It takes a per-workspace advisory lock (held by the
-// transaction, so it also serializes replicas), answers ErrArtifactLinked
+// concurrent link. It tries a per-workspace advisory lock (held by the
+// transaction, so it also serializes replicas): when another link of the
+// same workspace holds it, it answers ErrArtifactLinkBusy at once rather
+// than wait, so that repeated requests cannot pile up pool connections
+// behind a slow upstream call. Under the lock it answers ErrArtifactLinked
 // if a repo is already linked, and only then calls create, which makes the
 // repo upstream and returns the row to insert (ID, RepoName, Namespace,
-// RemoteURL, Description). A second caller waits for the first and then
-// sees its row, so create runs at most once per workspace.
+// RemoteURL, Description). So create runs at most once at a time per
+// workspace, and never once a repo is linked.
 //
 // create runs while a pool connection is held; it must be bounded by ctx.
-// If it fails nothing is written. If the insert fails after create
-// succeeded (the repo is then not linked), the error is returned and the
-// caller owns the cleanup upstream: GetWorkspaceArtifact tells it whether
-// the link exists. The unique constraints back the lock up: a duplicate
-// workspace answers ErrArtifactLinked, a repo linked elsewhere
-// ErrArtifactRepoTaken.
+// If it fails nothing is written. If the insert or commit fails after
+// create succeeded, the error is returned and the caller owns the cleanup
+// upstream: GetWorkspaceArtifact tells it whether the link exists. The
+// unique constraints back the lock up: a duplicate workspace answers
+// ErrArtifactLinked, a repo linked elsewhere ErrArtifactRepoTaken.
 func (s *Store) LinkWorkspaceArtifact(ctx context.Context, workspaceID uuid.UUID,
 	create func(ctx context.Context) (*WorkspaceArtifact, error)) (*WorkspaceArtifact, error) {
 	var out *WorkspaceArtifact
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`,
-			artifactLockClass, workspaceID.String()); err != nil {
+		var locked bool
+		if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock($1, hashtext($2))`,
+			artifactLockClass, workspaceID.String()).Scan(&locked); err != nil {
 			return wrap(err)
+		}
+		if !locked {
+			return ErrArtifactLinkBusy
 		}
 		var exists bool
 		if err := tx.QueryRowContext(ctx,

@@ -106,7 +106,8 @@ func TestWorkspaceArtifactRefusesBadRows(t *testing.T) {
 }
 
 // TestWorkspaceArtifactLinkRace runs concurrent links of one workspace:
-// exactly one create runs and succeeds, the others see ErrArtifactLinked.
+// exactly one create runs and succeeds; the others see ErrArtifactLinked
+// or, while the first holds the lock, ErrArtifactLinkBusy without waiting.
 func TestWorkspaceArtifactLinkRace(t *testing.T) {
 	st := testutil.NewStore(t)
 	ctx := context.Background()
@@ -129,7 +130,7 @@ func TestWorkspaceArtifactLinkRace(t *testing.T) {
 			switch {
 			case err == nil:
 				wins.Add(1)
-			case errors.Is(err, store.ErrArtifactLinked):
+			case errors.Is(err, store.ErrArtifactLinked), errors.Is(err, store.ErrArtifactLinkBusy):
 				conflicts.Add(1)
 			default:
 				t.Errorf("link: %v", err)
@@ -140,5 +141,41 @@ func TestWorkspaceArtifactLinkRace(t *testing.T) {
 	wg.Wait()
 	if creates.Load() != 1 || wins.Load() != 1 || conflicts.Load() != n-1 {
 		t.Fatalf("creates=%d wins=%d conflicts=%d", creates.Load(), wins.Load(), conflicts.Load())
+	}
+}
+
+// TestWorkspaceArtifactLinkBusy: a link attempt while another holds the
+// workspace's lock answers at once instead of waiting for the upstream call.
+func TestWorkspaceArtifactLinkBusy(t *testing.T) {
+	st := testutil.NewStore(t)
+	ctx := context.Background()
+	ws := newWorkspace(t, st)
+	inside, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := st.LinkWorkspaceArtifact(ctx, ws, func(context.Context) (*store.WorkspaceArtifact, error) {
+			close(inside)
+			<-release
+			return &store.WorkspaceArtifact{RepoName: "slow", Namespace: "ns"}, nil
+		})
+		done <- err
+	}()
+	<-inside
+	called := false
+	_, err := st.LinkWorkspaceArtifact(ctx, ws, func(context.Context) (*store.WorkspaceArtifact, error) {
+		called = true
+		return nil, nil
+	})
+	close(release)
+	if !errors.Is(err, store.ErrArtifactLinkBusy) || called {
+		t.Fatalf("while busy: err=%v called=%v", err, called)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Another workspace is not blocked by this one's lock.
+	other := newWorkspace(t, st)
+	if _, err := st.LinkWorkspaceArtifact(ctx, other, row("other", "")); err != nil {
+		t.Fatal(err)
 	}
 }
