@@ -179,3 +179,27 @@ func TestWorkspaceArtifactLinkBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWorkspaceArtifactsMigrationDownUp: migration 60 reverts cleanly (with a
+// row in the table) and applies again.
+func TestWorkspaceArtifactsMigrationDownUp(t *testing.T) {
+	st := testutil.NewStore(t)
+	ctx := context.Background()
+	ws := newWorkspace(t, st)
+	if _, err := st.LinkWorkspaceArtifact(ctx, ws, row("down-up", "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.MigrateDown(st.DB); err != nil {
+		t.Fatal(err)
+	}
+	var exists bool
+	if err := st.DB.QueryRow(`SELECT to_regclass('workspace_artifacts') IS NOT NULL`).Scan(&exists); err != nil || exists {
+		t.Fatalf("table survives down: exists=%v err=%v", exists, err)
+	}
+	if err := store.Migrate(st.DB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetWorkspaceArtifact(ctx, ws); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after up: %v", err)
+	}
+}
