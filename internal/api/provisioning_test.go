@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -20,24 +19,6 @@ import (
 
 	"github.com/moleculesai/molecule/internal/apptest"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fakeGitHub answers POST /app/installations/:id/access_tokens as GitHub
 // documents it (201 {token, expires_at}); fail switches it to 500.

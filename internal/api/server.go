@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/moleculesai/molecule/internal/artifacts"
 	"github.com/moleculesai/molecule/internal/auth"
 	"github.com/moleculesai/molecule/internal/config"
 	"github.com/moleculesai/molecule/internal/events"
@@ -31,10 +32,16 @@ type Deps struct {
 	Lifecycle provisioner.Lifecycle
 	Hooks     *provisionhook.Registry // nil: no provision hooks
 	Keyring   *secrets.Keyring
+	// Rebuilder serves restart with rebuild_config (nil: answered 503).
+	Rebuilder ConfigRebuilder
 	Redis     *redis.Client // nil when REDIS_URL is unset
 	Loops     *runloop.Runner
 	Metrics   *prometheus.Registry
 	Log       *slog.Logger
+	// Artifacts is the Cloudflare Artifacts client; nil when
+	// CF_ARTIFACTS_API_TOKEN or CF_ARTIFACTS_NAMESPACE is unset, and then
+	// every artifacts route answers 503 (§18).
+	Artifacts artifacts.Service
 	// Shutdown is closed when the server starts draining, so long-lived
 	// streams (SSE, WebSocket) can end.
 	Shutdown <-chan struct{}
@@ -50,12 +57,14 @@ type Server struct {
 	lifecycle provisioner.Lifecycle
 	hooks     *provisionhook.Registry
 	keyring   *secrets.Keyring
+	rebuilder ConfigRebuilder
 	redis     *redis.Client
 	loops     *runloop.Runner
 	registry  *prometheus.Registry
 	metrics   *httpMetrics
 	log       *slog.Logger
 	shutdown  <-chan struct{}
+	artifacts artifacts.Service
 	now       func() time.Time
 }
 
@@ -63,8 +72,8 @@ type Server struct {
 func NewServer(d Deps) (*Server, *gin.Engine) {
 	s := &Server{
 		cfg: d.Config, store: d.Store, auth: d.Auth, events: d.Events, hub: d.Hub,
-		lifecycle: d.Lifecycle, hooks: d.Hooks, keyring: d.Keyring, redis: d.Redis, loops: d.Loops,
-		registry: d.Metrics, log: d.Log, shutdown: d.Shutdown, now: time.Now,
+		lifecycle: d.Lifecycle, hooks: d.Hooks, keyring: d.Keyring, rebuilder: d.Rebuilder, redis: d.Redis, loops: d.Loops,
+		registry: d.Metrics, log: d.Log, shutdown: d.Shutdown, artifacts: d.Artifacts, now: time.Now,
 	}
 	if s.lifecycle == nil {
 		s.lifecycle = provisioner.Unavailable{}

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/moleculesai/molecule/internal/api"
+	"github.com/moleculesai/molecule/internal/artifacts"
 	"github.com/moleculesai/molecule/internal/auth"
 	"github.com/moleculesai/molecule/internal/config"
 	"github.com/moleculesai/molecule/internal/events"
@@ -114,10 +115,16 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 
+	var art artifacts.Service // nil: the artifacts routes answer 503
+	if cfg.ArtifactsEnabled() {
+		art = artifacts.New(cfg.CFArtifactsAPIURL, cfg.CFArtifactsNamespace, cfg.CFArtifactsAPIToken, nil)
+		log.Info("cloudflare artifacts enabled", "api_url", cfg.CFArtifactsAPIURL, "namespace", cfg.CFArtifactsNamespace)
+	}
+
 	srv, handler := api.NewServer(api.Deps{
 		Config: cfg, Store: st, Auth: a.Auth, Events: a.Broadcaster, Hub: a.Hub,
-		Lifecycle: a.Lifecycle, Hooks: a.Hooks, Keyring: a.Keyring, Redis: a.Redis, Loops: a.Loops,
-		Metrics: a.Metrics, Log: log, Shutdown: a.shutdown,
+		Lifecycle: a.Lifecycle, Hooks: a.Hooks, Rebuilder: a.Provisioning, Keyring: a.Keyring, Redis: a.Redis, Loops: a.Loops,
+		Metrics: a.Metrics, Log: log, Shutdown: a.shutdown, Artifacts: art,
 	})
 	a.Server, a.Handler = srv, handler
 	return nil
@@ -225,6 +232,9 @@ func (a *App) Run(ctx context.Context) error {
 // startLoops starts the periodic background work.
 func (a *App) startLoops(ctx context.Context) {
 	a.Loops.Start(ctx, runloop.Loop{Name: "token-last-used", Interval: 10 * time.Second, Fn: a.Auth.FlushLastUsed})
+	// Liveness (§5): both claim rows atomically, safe with several replicas.
+	a.Loops.Start(ctx, runloop.Loop{Name: "liveness-offline", Interval: a.Config.SweepInterval, Fn: a.Server.SweepOffline})
+	a.Loops.Start(ctx, runloop.Loop{Name: "liveness-provision-timeout", Interval: a.Config.SweepInterval, Fn: a.Server.SweepProvisionTimeouts})
 	if a.Provisioning != nil && a.Provisioning.Backend() != "none" {
 		a.Loops.Start(ctx, runloop.Loop{Name: "provisioner-instances", Interval: a.Config.SweepInterval, Fn: a.Provisioning.WatchInstances})
 		a.Loops.Start(ctx, runloop.Loop{Name: "provisioner-orphans", Interval: 4 * a.Config.SweepInterval, Fn: a.Provisioning.SweepOrphans})

@@ -151,11 +151,11 @@ func TestDockerEndToEnd(t *testing.T) {
 	}
 	in := apptest.Start(t, apptest.Options{Env: map[string]string{
 		"MOLECULE_ORG_TEMPLATES_DIR": orgDir,
-		"MOLECULE_PROVISIONER":    "docker",
-		"MOLECULE_LISTEN":         "0.0.0.0:0", // reachable from containers through the host gateway
-		"MOLECULE_DOCKER_NETWORK": network,
-		"MOLECULE_SWEEP_INTERVAL": "1s",
-		"MOLECULE_TEMPLATES_DIR":  t.TempDir(),
+		"MOLECULE_PROVISIONER":       "docker",
+		"MOLECULE_LISTEN":            "0.0.0.0:0", // reachable from containers through the host gateway
+		"MOLECULE_DOCKER_NETWORK":    network,
+		"MOLECULE_SWEEP_INTERVAL":    "1s",
+		"MOLECULE_TEMPLATES_DIR":     t.TempDir(),
 	}})
 	if got := in.App.Lifecycle.Backend(); got != "docker" {
 		t.Fatalf("backend = %q", got)

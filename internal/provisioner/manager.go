@@ -278,15 +278,20 @@ func (m *Manager) record(ctx context.Context, typ string, wsID uuid.UUID, payloa
 
 // buildEnv opens the secrets and builds the §12 environment.
 func (m *Manager) buildEnv(ctx context.Context, ws *store.Workspace) (*Env, error) {
-	globalRows, err := m.o.Store.GlobalSecrets(ctx)
+	rows, err := m.o.Store.SealedSecrets(ctx, ws.ID)
 	if err != nil {
 		return nil, err
 	}
-	wsRows, err := m.o.Store.WorkspaceSecrets(ctx, ws.ID)
-	if err != nil {
-		return nil, err
+	// Globals come first, then the workspace's own (workspace wins).
+	var globalRows, wsRows []store.SealedSecret
+	for _, r := range rows {
+		if r.Owner == store.GlobalSecretOwner {
+			globalRows = append(globalRows, r)
+		} else {
+			wsRows = append(wsRows, r)
+		}
 	}
-	global, err := openSecrets(m.o.Keyring, "global", globalRows)
+	global, err := openSecrets(m.o.Keyring, store.GlobalSecretOwner, globalRows)
 	if err != nil {
 		return nil, err
 	}

@@ -8,40 +8,6 @@ import (
 	"github.com/google/uuid"
 )
 
-// SealedSecret is one encrypted secret row; the provisioner opens it with
-// the keyring (owner = workspace id or "global", name = Key).
-type SealedSecret struct {
-	Key    string
-	Sealed []byte
-}
-
-// GlobalSecrets returns every global secret, sorted by key.
-func (s *Store) GlobalSecrets(ctx context.Context) ([]SealedSecret, error) {
-	return s.sealedSecrets(ctx, `SELECT key, sealed FROM global_secrets ORDER BY key`)
-}
-
-// WorkspaceSecrets returns the workspace's own secrets, sorted by key.
-func (s *Store) WorkspaceSecrets(ctx context.Context, wsID uuid.UUID) ([]SealedSecret, error) {
-	return s.sealedSecrets(ctx, `SELECT key, sealed FROM workspace_secrets WHERE workspace_id = $1 ORDER BY key`, wsID)
-}
-
-func (s *Store) sealedSecrets(ctx context.Context, q string, args ...any) ([]SealedSecret, error) {
-	rows, err := s.DB.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer rows.Close()
-	var out []SealedSecret
-	for rows.Next() {
-		var sec SealedSecret
-		if err := rows.Scan(&sec.Key, &sec.Sealed); err != nil {
-			return nil, wrap(err)
-		}
-		out = append(out, sec)
-	}
-	return out, wrap(rows.Err())
-}
-
 // BeginProvisioning moves a non-removed, non-external workspace to
 // `provisioning` and clears its URL (the old agent is going away). It
 // returns the previous status. Removed or unknown → ErrNotFound.
