@@ -425,6 +425,15 @@ workspaces:
 	if err := r.m.RebuildConfig(ctx, byName); err != nil {
 		t.Errorf("by name: %v", err)
 	}
+	// Provenance from an org import wins over role and name.
+	imported := r.workspace(t, "Renamed", "qa")
+	if _, err := r.st.DB.Exec(`UPDATE workspaces SET org_template = 'dir:acme', org_node = 'Lead' WHERE id = $1`, imported); err != nil {
+		t.Fatal(err)
+	}
+	iw, _ := r.st.GetWorkspace(ctx, imported)
+	if org, n, err := r.m.findOrgNode(iw); err != nil || n.Name != "Lead" || org.Name != "Acme" {
+		t.Errorf("provenance: %v %v", n, err)
+	}
 	none, _ := r.st.GetWorkspace(ctx, r.workspace(t, "Nobody", "astronaut"))
 	if err := r.m.RebuildConfig(ctx, none); !errors.Is(err, ErrNoTemplateMatch) || !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("no match: %v", err)

@@ -59,10 +59,32 @@ func (m *Manager) takeRebuild(wsID uuid.UUID) bool {
 	return r
 }
 
-// findOrgNode searches cfg.OrgTemplatesDir for the node matching ws.
+// findOrgNode finds the org template node for ws: the node an org import
+// created it from when that template directory still has it (provenance
+// recorded by the import), else the first node under cfg.OrgTemplatesDir
+// whose role matches, else one whose name matches.
 func (m *Manager) findOrgNode(ws *store.Workspace) (*orgtemplate.Org, *orgtemplate.Node, error) {
 	if m.o.OrgTemplatesDir == "" {
 		return nil, nil, ErrNoTemplateMatch
+	}
+	if tmpl, node, err := m.o.Store.OrgNodeOf(context.Background(), ws.ID); err == nil && node != "" {
+		if dir, ok := strings.CutPrefix(tmpl, "dir:"); ok {
+			if root, err := orgtemplate.ResolveDir(m.o.OrgTemplatesDir, dir); err == nil {
+				if org, err := orgtemplate.LoadDir(root, orgtemplate.Options{AllowedEnv: []string{}}); err == nil {
+					var found *orgtemplate.Node
+					_ = org.Walk(func(_ string, n *orgtemplate.Node, _ *orgtemplate.Node) error {
+						if n.Name == node {
+							found = n
+							return errStopWalk
+						}
+						return nil
+					})
+					if found != nil {
+						return org, found, nil
+					}
+				}
+			}
+		}
 	}
 	entries, err := os.ReadDir(m.o.OrgTemplatesDir)
 	if err != nil {
@@ -156,6 +178,15 @@ func (m *Manager) orgNodeFiles(org *orgtemplate.Org, n *orgtemplate.Node, ws *st
 		for k, v := range tf {
 			files[k] = v
 		}
+		// The role's workspace.yaml is template source, not agent config
+		// (as in the org import).
+		delete(files, "workspace.yaml")
+	}
+	if org.Defaults.InitialPrompt != "" {
+		files["initial-prompt.md"] = []byte(org.Defaults.InitialPrompt)
+	}
+	if org.Defaults.IdlePrompt != "" {
+		files["idle-prompt.md"] = []byte(org.Defaults.IdlePrompt)
 	}
 	prompt := n.SystemPrompt
 	if prompt == "" {
