@@ -68,6 +68,26 @@ type DockerOptions struct {
 }
 
 // Docker runs each workspace's agent as a container on the local daemon.
+//
+// Addressing. The platform usually runs on the host (make run), where
+// container names do not resolve and 127.0.0.1 inside a container is the
+// container. So by default (AddrPublished) each agent's :8000 is published
+// on a free 127.0.0.1 port chosen before the container is created, and
+// http://127.0.0.1:<port> is both the URL stored for the workspace and the
+// AGENT_URL the agent registers (only the host can reach it). The agent
+// calls the platform back at host.docker.internal, which every container
+// maps to the host gateway (ExtraHosts host-gateway), so the server must
+// listen on an address the Docker bridge reaches (e.g. :8080, not
+// 127.0.0.1:8080). A platform that runs in a container on the agents'
+// network sets MOLECULE_DOCKER_AGENT_ADDR=network (agents at
+// http://ws-<id12>:8000) and MOLECULE_AGENT_PLATFORM_URL to its own
+// service URL.
+//
+// Isolation. Every container drops all capabilities, sets
+// no-new-privileges, has a PID limit and its tier's memory/CPU; tier 1 also
+// gets a read-only root fs (tmpfs /tmp and /home/agent). Only tier 4 with
+// MOLECULE_ALLOW_PRIVILEGED_TIER4=true runs privileged, in the host PID
+// namespace, with the Docker socket mounted.
 type Docker struct {
 	cli *client.Client
 	o   DockerOptions
