@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/moleculesai/molecule/internal/provisioner"
+	"github.com/moleculesai/molecule/internal/store"
 )
 
 // Limits of the files API (§13).
@@ -59,6 +60,17 @@ func filesErr(err error) error {
 	return err
 }
 
+// filesWorkspace is the loaded workspace, or a 400 for an external one:
+// its agent runs elsewhere and has no config volume here.
+func filesWorkspace(c *gin.Context) (*store.Workspace, bool) {
+	ws := loadedWorkspace(c)
+	if ws.External {
+		Fail(c, BadRequest("an external workspace has no config volume on this platform"))
+		return nil, false
+	}
+	return ws, true
+}
+
 // wildcardPath strips the leading "/" gin keeps on *path.
 func wildcardPath(c *gin.Context) string {
 	return strings.TrimPrefix(c.Param("path"), "/")
@@ -66,7 +78,10 @@ func wildcardPath(c *gin.Context) string {
 
 // GET /workspaces/:id/files?path&depth: entries of a /configs directory.
 func (s *Server) listFiles(c *gin.Context) {
-	ws := loadedWorkspace(c)
+	ws, ok := filesWorkspace(c)
+	if !ok {
+		return
+	}
 	dir, err := configPath(c.Query("path"))
 	if err != nil {
 		Fail(c, err)
@@ -100,7 +115,10 @@ func (s *Server) listFiles(c *gin.Context) {
 // GET /workspaces/:id/files/*path: one file. UTF-8 content is returned as
 // text, anything else base64 with "encoding":"base64".
 func (s *Server) readFile(c *gin.Context) {
-	ws := loadedWorkspace(c)
+	ws, ok := filesWorkspace(c)
+	if !ok {
+		return
+	}
 	p, err := configPath(wildcardPath(c))
 	if err != nil {
 		Fail(c, err)
@@ -149,6 +167,9 @@ func (f fileBody) bytes(field string) ([]byte, error) {
 
 // PUT /workspaces/:id/files/*path {content, encoding?}: write one file.
 func (s *Server) writeFile(c *gin.Context) {
+	if _, ok := filesWorkspace(c); !ok {
+		return
+	}
 	p, err := configPath(wildcardPath(c))
 	if err != nil {
 		Fail(c, err)
@@ -174,6 +195,9 @@ func (s *Server) writeFile(c *gin.Context) {
 // PUT /workspaces/:id/files {files: {relpath: content}}: write several
 // files (UTF-8 text) in one operation.
 func (s *Server) writeFileSet(c *gin.Context) {
+	if _, ok := filesWorkspace(c); !ok {
+		return
+	}
 	var body struct {
 		Files map[string]string `json:"files"`
 	}
@@ -218,7 +242,10 @@ func (s *Server) writeFiles(c *gin.Context, files map[string][]byte) {
 
 // DELETE /workspaces/:id/files/*path: delete a file or directory.
 func (s *Server) deleteFile(c *gin.Context) {
-	ws := loadedWorkspace(c)
+	ws, ok := filesWorkspace(c)
+	if !ok {
+		return
+	}
 	p, err := configPath(wildcardPath(c))
 	if err != nil {
 		Fail(c, err)

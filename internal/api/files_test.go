@@ -127,6 +127,12 @@ func TestFilesAPI(t *testing.T) {
 		Lifecycle: fake, Metrics: prometheus.NewRegistry(), Log: log})
 	wsID, tok := apptest.CreateWorkspace(t, st, "files", nil)
 	_, other := apptest.CreateWorkspace(t, st, "other", nil)
+	extID, extTok := apptest.CreateWorkspace(t, st, "external", nil)
+	// CreateWorkspace makes external rows; the files API serves provisioned
+	// workspaces, so make "files" one.
+	if _, err := st.DB.Exec(`UPDATE workspaces SET external = false WHERE id = $1`, wsID); err != nil {
+		t.Fatal(err)
+	}
 	base := "/workspaces/" + wsID.String() + "/files"
 
 	type tc struct {
@@ -173,6 +179,10 @@ func TestFilesAPI(t *testing.T) {
 		{"DELETE", base + "/a.md", tok, "", 404, ""},
 		{"DELETE", base + "/", tok, "", 400, "root"},
 		{"DELETE", base + "/../..", tok, "", 400, ""},
+		{"GET", "/workspaces/" + extID.String() + "/files", extTok, "", 400, "external"},
+		{"PUT", "/workspaces/" + extID.String() + "/files/a.md", extTok, `{"content":"x"}`, 400, "external"},
+		{"PUT", "/workspaces/" + extID.String() + "/files", extTok, `{"files":{"a.md":"x"}}`, 400, "external"},
+		{"DELETE", "/workspaces/" + extID.String() + "/files/a.md", extTok, "", 400, "external"},
 	}
 	var many strings.Builder
 	many.WriteString(`{"files":{`)

@@ -370,12 +370,21 @@ func (m *Manager) RestartIfDead(ctx context.Context, wsID uuid.UUID) (bool, erro
 }
 
 // WatchInstances is a background loop: every online/degraded provisioned
-// workspace whose instance is gone is restarted (RestartIfDead). The claim
-// makes it safe with several replicas.
+// workspace whose instance is gone is restarted (RestartIfDead). One
+// replica checks per tick (advisory lock), and the per-workspace claim
+// keeps a restart single even if two ever overlap.
 func (m *Manager) WatchInstances(ctx context.Context) error {
 	if m.o.Backend == nil {
 		return nil
 	}
+	_, err := m.o.Store.TryAdvisoryLock(ctx, watchLockKey, m.watchInstances)
+	return err
+}
+
+// watchLockKey is the advisory lock of WatchInstances.
+const watchLockKey = 0x6d6f6c7761746368 // "molwatch"
+
+func (m *Manager) watchInstances(ctx context.Context) error {
 	ids, err := m.o.Store.LiveProvisionedWorkspaces(ctx, 500)
 	if err != nil {
 		return err
