@@ -178,6 +178,14 @@ func (d *Docker) labels(wsID uuid.UUID, role string) map[string]string {
 	return map[string]string{LabelManaged: "true", LabelWorkspaceID: wsID.String(), LabelPlatform: d.o.PlatformID, LabelRole: role}
 }
 
+// ImageMissingError: the runtime's image is not on the daemon (nothing is
+// pulled: no registry may be reachable). Its message is safe to show.
+type ImageMissingError struct{ Image string }
+
+func (e *ImageMissingError) Error() string {
+	return "agent image " + e.Image + " is not on the Docker daemon; build it with `make agent-image`"
+}
+
 // TierResources are a tier's limits (§12).
 type TierResources struct {
 	MemoryBytes    int64
@@ -221,7 +229,7 @@ func (d *Docker) Start(ctx context.Context, spec Spec) (Instance, error) {
 	}
 	if _, err := d.cli.ImageInspect(ctx, img); err != nil {
 		if client.IsErrNotFound(err) {
-			return Instance{}, fmt.Errorf("image %s is not present on the daemon (build it: make agent-image): %w", img, err)
+			return Instance{}, &ImageMissingError{Image: img}
 		}
 		return Instance{}, err
 	}

@@ -47,6 +47,11 @@ type ManagerOptions struct {
 // intent and returns; the work runs in a goroutine, serialised per
 // workspace (a request arriving while one runs is coalesced into one more
 // run), so no request ever waits on Docker or the control plane.
+//
+// Across replicas, two provisionings of one workspace can overlap; the
+// backend then keeps one agent, which may hold the token the other run
+// revoked. That agent's heartbeats fail, the liveness sweep takes the
+// workspace offline and provisions it again, which converges.
 type Manager struct {
 	o      ManagerOptions
 	log    *slog.Logger
@@ -215,7 +220,12 @@ func (m *Manager) provision(wsID uuid.UUID) {
 	}
 	inst, err := m.o.Backend.Start(ctx, spec)
 	if err != nil {
-		m.fail(ctx, log, wsID, "the "+m.Backend()+" backend could not start the agent (see server logs)", err)
+		reason := "the " + m.Backend() + " backend could not start the agent (see server logs)"
+		var missing *ImageMissingError
+		if errors.As(err, &missing) {
+			reason = missing.Error()
+		}
+		m.fail(ctx, log, wsID, reason, err)
 		return
 	}
 	ok, err := m.o.Store.SetInstance(ctx, wsID, inst.ID, inst.URL)

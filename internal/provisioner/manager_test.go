@@ -481,3 +481,17 @@ func TestManagerAgentRegistersBeforeInstanceStored(t *testing.T) {
 		t.Fatalf("status %q instance %q stops %d", w.Status, w.InstanceID, r.be.stops)
 	}
 }
+
+func TestManagerMissingImageReason(t *testing.T) {
+	r := newRig(t, nil, "")
+	r.be.startErr = &ImageMissingError{Image: "molecule/workspace-agent:latest"}
+	id := r.workspace(t, "W", "")
+	if err := r.m.Provision(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	r.m.Wait()
+	w, _ := r.st.GetWorkspace(context.Background(), id)
+	if w.Status != store.StatusFailed || !strings.Contains(w.LastSampleError, "make agent-image") {
+		t.Fatalf("status %q error %q", w.Status, w.LastSampleError)
+	}
+}
