@@ -104,7 +104,12 @@ func (h *Hub) Count() int {
 }
 
 // Deliver hands ev to every interested subscriber without blocking.
+// Subscribers that fall behind (their buffer is full) are closed with
+// Dropped set. Every copy handed out shares one encoding cache.
 func (h *Hub) Deliver(ev Event) {
+	if ev.enc == nil {
+		ev.enc = &encoding{}
+	}
 	var slow []*Subscription
 	h.mu.RLock()
 	for s := range h.byWS[ev.WorkspaceID] {
