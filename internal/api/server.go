@@ -54,6 +54,7 @@ type Server struct {
 	log       *slog.Logger
 	shutdown  <-chan struct{}
 	now       func() time.Time
+	wsTree    *treeCache // org tree shared by WebSocket event filters
 }
 
 // NewServer builds the server and its route table.
@@ -70,6 +71,7 @@ func NewServer(d Deps) (*Server, *gin.Engine) {
 		s.shutdown = make(chan struct{})
 	}
 	s.metrics = newHTTPMetrics(d.Metrics)
+	s.wsTree = newTreeCache(d.Store)
 	return s, s.routes()
 }
 
