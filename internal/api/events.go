@@ -122,7 +122,7 @@ func (s *Server) streamEvents(c *gin.Context) {
 	rc := http.NewResponseController(c.Writer)
 	w := c.Writer
 	send := func(frames ...[]byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteLimit))
+		_ = rc.SetWriteDeadline(time.Now().Add(s.streamWriteLimit))
 		for _, f := range frames {
 			if _, err := w.Write(f); err != nil {
 				return false
@@ -144,7 +144,7 @@ func (s *Server) streamEvents(c *gin.Context) {
 		}
 	}
 
-	keepalive := time.NewTicker(sseKeepalive)
+	keepalive := time.NewTicker(s.streamKeepalive)
 	defer keepalive.Stop()
 	var frames [][]byte
 	for {

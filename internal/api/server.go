@@ -55,6 +55,9 @@ type Server struct {
 	shutdown  <-chan struct{}
 	now       func() time.Time
 	wsTree    *treeCache // org tree shared by WebSocket event filters
+	// Stream timings (tests shorten them).
+	streamKeepalive  time.Duration
+	streamWriteLimit time.Duration
 }
 
 // NewServer builds the server and its route table.
@@ -72,6 +75,7 @@ func NewServer(d Deps) (*Server, *gin.Engine) {
 	}
 	s.metrics = newHTTPMetrics(d.Metrics)
 	s.wsTree = newTreeCache(d.Store)
+	s.streamKeepalive, s.streamWriteLimit = sseKeepalive, sseWriteLimit
 	return s, s.routes()
 }
 

@@ -22,7 +22,6 @@ import (
 // WebSocket tuning (§10).
 const (
 	wsBuffer        = 256
-	wsWriteLimit    = 10 * time.Second
 	wsPingInterval  = 20 * time.Second
 	wsTreeMaxAge    = 30 * time.Second // periodic refresh of a workspace's allowed set
 	wsConnectMaxAge = 2 * time.Second  // a connect storm costs one tree query per 2 s
@@ -146,6 +145,22 @@ func (s *treeSnapshot) allowed(ws uuid.UUID) map[uuid.UUID]struct{} {
 	return out
 }
 
+// wsAccess is a workspace connection's view: the workspaces whose events
+// it receives, and the tree snapshot that was computed from.
+type wsAccess struct {
+	allowed map[uuid.UUID]struct{}
+	tree    *treeSnapshot
+}
+
+// pass is the hub-side filter: allowed, or unknown to the snapshot.
+func (a *wsAccess) pass(ws uuid.UUID) bool {
+	if _, ok := a.allowed[ws]; ok {
+		return true
+	}
+	_, known := a.tree.parent[ws]
+	return !known
+}
+
 // originAllowed: browsers always send Origin; it must be this server's own
 // origin or one of CORS_ORIGINS. Clients that send none (agents, CLIs)
 // are not browsers and cannot be the victim of cross-site hijacking.
@@ -180,7 +195,7 @@ func (s *Server) eventsSocket(c *gin.Context) {
 	}
 	p := principal(c)
 	var sub *events.Subscription
-	var allowed atomic.Pointer[map[uuid.UUID]struct{}]
+	var access atomic.Pointer[wsAccess]
 	var tree *treeCache
 	if p.Kind == auth.Workspace {
 		tree = s.wsTree
@@ -194,14 +209,14 @@ func (s *Server) eventsSocket(c *gin.Context) {
 			Fail(c, NotFound("workspace not found"))
 			return
 		}
-		allowed.Store(&set)
-		// The filter runs on the hub's goroutine: one map lookup, no I/O.
+		access.Store(&wsAccess{allowed: set, tree: snap})
+		// The filter runs on the hub's goroutine: map lookups, no I/O. It
+		// passes tree events and events of workspaces the snapshot does not
+		// know yet (created after it, their tree event possibly still
+		// queued for this client); the connection's goroutine decides
+		// those after applying the tree events queued before them.
 		sub = s.hub.SubscribeAll(func(ev events.Event) bool {
-			if treeEvents[ev.Type] {
-				return true
-			}
-			_, ok := (*allowed.Load())[ev.WorkspaceID]
-			return ok
+			return treeEvents[ev.Type] || access.Load().pass(ev.WorkspaceID)
 		}, wsBuffer)
 	} else {
 		sub = s.hub.SubscribeAll(nil, wsBuffer)
@@ -226,7 +241,7 @@ func (s *Server) eventsSocket(c *gin.Context) {
 		if set == nil {
 			return false // this workspace was removed
 		}
-		allowed.Store(&set)
+		access.Store(&wsAccess{allowed: set, tree: snap})
 		return true
 	}
 	ping := time.NewTicker(wsPingInterval)
@@ -253,18 +268,18 @@ func (s *Server) eventsSocket(c *gin.Context) {
 						return
 					}
 				}
-				if _, ok := (*allowed.Load())[ev.WorkspaceID]; !ok {
+				if _, ok := access.Load().allowed[ev.WorkspaceID]; !ok {
 					continue
 				}
 			}
-			wctx, cancel := context.WithTimeout(ctx, wsWriteLimit)
+			wctx, cancel := context.WithTimeout(ctx, s.streamWriteLimit)
 			err := conn.Write(wctx, websocket.MessageText, ev.JSON())
 			cancel()
 			if err != nil {
 				return
 			}
 		case <-ping.C:
-			pctx, cancel := context.WithTimeout(ctx, wsWriteLimit)
+			pctx, cancel := context.WithTimeout(ctx, s.streamWriteLimit)
 			err := conn.Ping(pctx)
 			cancel()
 			if err != nil {

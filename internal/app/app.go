@@ -218,7 +218,7 @@ func (a *App) Run(ctx context.Context) error {
 // startLoops starts the periodic background work.
 func (a *App) startLoops(ctx context.Context) {
 	a.Loops.Start(ctx, runloop.Loop{Name: "token-last-used", Interval: 10 * time.Second, Fn: a.Auth.FlushLastUsed})
-	a.Loops.Start(ctx, runloop.Loop{Name: "retention", Interval: retentionInterval, Fn: a.pruneRetention})
+	a.Loops.Start(ctx, runloop.Loop{Name: "retention", Interval: retentionInterval, Fn: a.PruneRetention})
 }
 
 // Close releases pools and connections.

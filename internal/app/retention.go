@@ -13,11 +13,11 @@ const (
 	retentionInterval = time.Minute
 )
 
-// pruneRetention deletes stored events older than MOLECULE_EVENT_RETENTION
+// PruneRetention deletes stored events older than MOLECULE_EVENT_RETENTION
 // and expired key-value memory rows. Each batch claims its rows with
 // FOR UPDATE SKIP LOCKED, so replicas running this loop at the same time
 // split the work instead of repeating it.
-func (a *App) pruneRetention(ctx context.Context) error {
+func (a *App) PruneRetention(ctx context.Context) error {
 	cutoff := time.Now().Add(-a.Config.EventRetention)
 	var events, memory int64
 	for i := 0; i < retentionBatches; i++ {

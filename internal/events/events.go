@@ -7,6 +7,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -44,8 +45,9 @@ type Recorder interface {
 }
 
 // Transport carries encoded events between replicas. Publish must deliver
-// to every replica's Run callback, including this one's. Run blocks until
-// ctx ends, re-subscribing after failures.
+// to every replica's Run callback, including this one's, or return an
+// error (then the broadcaster delivers to this replica itself). Run blocks
+// until ctx ends, re-subscribing after failures.
 type Transport interface {
 	Publish(ctx context.Context, data []byte) error
 	Run(ctx context.Context, deliver func(data []byte))
@@ -147,6 +149,10 @@ func (b *Broadcaster) publish(ctx context.Context, ev Event) {
 		return
 	}
 	if err := b.transport.Publish(ctx, data); err != nil {
+		if errors.Is(err, ErrNoReceivers) {
+			b.hub.Deliver(ev)
+			return
+		}
 		// The transport is down (Redis unreachable): local subscribers still
 		// get the event; other replicas miss it (stored events can be
 		// replayed with Last-Event-ID). A publish that timed out but did

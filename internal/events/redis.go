@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -22,12 +23,21 @@ func NewRedisTransport(rdb *redis.Client, channel string, log *slog.Logger) *Red
 	return &RedisTransport{rdb: rdb, channel: channel, log: log}
 }
 
+// ErrNoReceivers means Redis took the message but no replica (not even
+// this one) was subscribed: our subscription is still starting or
+// re-subscribing after Redis came back, so the caller delivers locally.
+var ErrNoReceivers = errors.New("no replica subscribed to the event channel")
+
 // Publish sends data to every replica (this one included) with a short
 // deadline, so a hung Redis cannot stall the caller.
 func (t *RedisTransport) Publish(ctx context.Context, data []byte) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
 	defer cancel()
-	return t.rdb.Publish(ctx, t.channel, data).Err()
+	n, err := t.rdb.Publish(ctx, t.channel, data).Result()
+	if err == nil && n == 0 {
+		return ErrNoReceivers
+	}
+	return err
 }
 
 // Run subscribes and delivers until ctx ends; after a lost connection it
