@@ -78,8 +78,8 @@ func fromStored(e store.StoredEvent) events.Event {
 // (§10). The subscription opens before the replay query so nothing falls
 // between them; stored events already replayed are skipped by id. A
 // client that lets its buffer fill is dropped by the hub and the stream
-// ends; every write has a deadline so a stalled socket cannot pin the
-// handler either.
+// ends; writes have a deadline so a stalled socket cannot pin the handler
+// either.
 func (s *Server) streamEvents(c *gin.Context) {
 	ws := loadedWorkspace(c)
 	lastID := int64(0)
@@ -121,8 +121,13 @@ func (s *Server) streamEvents(c *gin.Context) {
 	c.Status(http.StatusOK)
 	rc := http.NewResponseController(c.Writer)
 	w := c.Writer
+	// The write deadline is pushed forward on every keepalive rather than
+	// on every event (a timer update per event per client is measurable
+	// in a fan-out); a stalled socket still fails within one keepalive
+	// period plus the write limit.
+	extend := func() { _ = rc.SetWriteDeadline(time.Now().Add(s.streamKeepalive + s.streamWriteLimit)) }
+	extend()
 	send := func(frames ...[]byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(s.streamWriteLimit))
 		for _, f := range frames {
 			if _, err := w.Write(f); err != nil {
 				return false
@@ -174,6 +179,7 @@ func (s *Server) streamEvents(c *gin.Context) {
 				return
 			}
 		case <-keepalive.C:
+			extend()
 			if !send([]byte(": keepalive\n\n")) {
 				return
 			}

@@ -94,6 +94,7 @@ func TestStreamKeepaliveAndShutdown(t *testing.T) {
 func TestStreamSlowClientDropped(t *testing.T) {
 	s, srv, hub, _, ws := streamServer(t)
 	s.streamWriteLimit = 200 * time.Millisecond
+	s.streamKeepalive = 200 * time.Millisecond
 	openStream(t, srv.URL, ws) // never read past the headers
 	waitCount(t, hub, 1)
 	fast := hub.SubscribeWorkspace(ws, 4096)

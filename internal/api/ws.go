@@ -204,6 +204,13 @@ func (s *Server) eventsSocket(c *gin.Context) {
 			Fail(c, err)
 			return
 		}
+		if _, known := snap.parent[p.WorkspaceID]; !known {
+			// Created after the shared snapshot was taken.
+			if snap, err = tree.fresh(c.Request.Context(), 0); err != nil {
+				Fail(c, err)
+				return
+			}
+		}
 		set := snap.allowed(p.WorkspaceID)
 		if set == nil {
 			Fail(c, NotFound("workspace not found"))
@@ -244,6 +251,28 @@ func (s *Server) eventsSocket(c *gin.Context) {
 		access.Store(&wsAccess{allowed: set, tree: snap})
 		return true
 	}
+	// A watchdog instead of a deadline per write (a timer per event per
+	// client is measurable in a fan-out): a write stuck longer than the
+	// limit closes the connection, which fails the write.
+	var writing atomic.Int64
+	watchdogDone := make(chan struct{})
+	defer close(watchdogDone)
+	go func() {
+		t := time.NewTicker(s.streamWriteLimit / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-watchdogDone:
+				return
+			case <-t.C:
+				if at := writing.Load(); at != 0 && time.Since(time.Unix(0, at)) > s.streamWriteLimit {
+					log.Info("websocket write stalled; closing")
+					conn.CloseNow()
+					return
+				}
+			}
+		}
+	}()
 	ping := time.NewTicker(wsPingInterval)
 	defer ping.Stop()
 	var refresh <-chan time.Time
@@ -272,9 +301,9 @@ func (s *Server) eventsSocket(c *gin.Context) {
 					continue
 				}
 			}
-			wctx, cancel := context.WithTimeout(ctx, s.streamWriteLimit)
-			err := conn.Write(wctx, websocket.MessageText, ev.JSON())
-			cancel()
+			writing.Store(time.Now().UnixNano())
+			err := conn.Write(ctx, websocket.MessageText, ev.JSON())
+			writing.Store(0)
 			if err != nil {
 				return
 			}

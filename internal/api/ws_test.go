@@ -204,6 +204,12 @@ func TestWebSocketHandshake(t *testing.T) {
 		}
 	}
 	wantStatus(t, in.Do("GET", "/ws", in.Admin, nil), 400, "not an upgrade")
+	// A workspace created after the shared tree snapshot was taken can
+	// connect at once.
+	_, late := in.CreateWorkspaceRow("late", nil)
+	if _, _, err := dialWS(t, in.URL, late, nil); err != nil {
+		t.Fatalf("new workspace: %v", err)
+	}
 
 	// Keepalive: the server answers pings while streaming.
 	cl, _, err := dialWS(t, in.URL, tok, nil)
