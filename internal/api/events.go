@@ -117,7 +117,6 @@ func (s *Server) streamEvents(c *gin.Context) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("Connection", "keep-alive")
 	c.Status(http.StatusOK)
 	rc := http.NewResponseController(c.Writer)
 	w := c.Writer

@@ -122,6 +122,23 @@ func TestMemoryKV(t *testing.T) {
 	wantStatus(t, in.Do("POST", base, tokA, `{"key":"k","value":"\\u0000"}`), 200, "escaped backslash")
 	wantStatus(t, in.Do("GET", base+"/a%00b", tokA, nil), 400, "NUL in path key")
 	wantStatus(t, in.Do("GET", base+"?limit=-1", tokA, nil), 400, "negative limit")
+
+	// A database failure is an opaque 500: no SQL or driver text.
+	if _, err := in.App.Store.DB.Exec(`ALTER TABLE workspace_memory RENAME TO workspace_memory_gone`); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*apptest.Response{
+		in.Do("POST", base, tokA, map[string]any{"key": "k", "value": 1}),
+		in.Do("GET", base+"/k", tokA, nil),
+		in.Do("GET", base, tokA, nil),
+	} {
+		wantStatus(t, r, 500, "broken table")
+		m := r.Map(t)
+		if m["code"] != "internal" || m["request_id"] == "" || strings.Contains(string(r.Body), "workspace_memory") ||
+			strings.Contains(string(r.Body), "relation") {
+			t.Fatalf("500 body leaks or lacks request_id: %s", r.Body)
+		}
+	}
 }
 
 // Over HTTP too, of 20 writers holding the same version exactly one wins.
