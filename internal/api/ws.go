@@ -54,8 +54,17 @@ type treeEventKey struct {
 }
 
 type treeSnapshot struct {
-	parent   map[uuid.UUID]uuid.UUID // non-removed workspace → parent (Nil: root)
+	parent   map[uuid.UUID]uuid.UUID   // non-removed workspace → parent (Nil: root)
+	chains   map[uuid.UUID][]uuid.UUID // workspace → [self, parent, …, root], built once
 	loadedAt time.Time
+}
+
+func newTreeSnapshot(parent map[uuid.UUID]uuid.UUID, at time.Time) *treeSnapshot {
+	s := &treeSnapshot{parent: parent, chains: make(map[uuid.UUID][]uuid.UUID, len(parent)), loadedAt: at}
+	for id := range parent {
+		s.chains[id] = s.buildChain(id)
+	}
+	return s
 }
 
 func newTreeCache(st *store.Store) *treeCache {
@@ -104,13 +113,14 @@ func (t *treeCache) reloadLocked(ctx context.Context) (*treeSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &treeSnapshot{parent: parents, loadedAt: start}
+	s := newTreeSnapshot(parents, start)
 	t.snap.Store(s)
 	return s, nil
 }
 
-// chain is id's ancestry [id, parent, …, root] (nil when id is unknown).
-func (s *treeSnapshot) chain(id uuid.UUID) []uuid.UUID {
+// buildChain is id's ancestry [id, parent, …, root] over live workspaces
+// (nil when id is unknown); depth is bounded like store.AncestorChains.
+func (s *treeSnapshot) buildChain(id uuid.UUID) []uuid.UUID {
 	if _, ok := s.parent[id]; !ok {
 		return nil
 	}
@@ -132,13 +142,13 @@ func (s *treeSnapshot) chain(id uuid.UUID) []uuid.UUID {
 // allowed is the set of workspaces whose events ws may receive: those it
 // may talk to (a2a.CanCommunicate, the one place access is decided).
 func (s *treeSnapshot) allowed(ws uuid.UUID) map[uuid.UUID]struct{} {
-	me := s.chain(ws)
+	me := s.chains[ws]
 	if me == nil {
 		return nil
 	}
 	out := map[uuid.UUID]struct{}{}
-	for id := range s.parent {
-		if a2a.CanCommunicate(me, s.chain(id)) {
+	for id, chain := range s.chains {
+		if a2a.CanCommunicate(me, chain) {
 			out[id] = struct{}{}
 		}
 	}

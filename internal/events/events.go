@@ -158,7 +158,9 @@ func (b *Broadcaster) publish(ctx context.Context, ev Event) {
 		// replayed with Last-Event-ID). A publish that timed out but did
 		// reach Redis can be delivered twice here; stored events carry ids
 		// so clients can tell.
-		b.log.Warn("publish event", "event", ev.Type, "err", err)
+		if !errors.Is(err, ErrRedisDown) {
+			b.log.Warn("publish event", "event", ev.Type, "err", err)
+		}
 		b.hub.Deliver(ev)
 	}
 }

@@ -80,6 +80,16 @@ func TestHubIsolationAndFilters(t *testing.T) {
 	recv(t, onlyB)
 	recv(t, all)
 	none(t, subA)
+	// Subscribing to uuid.Nil is not a subscription to everything.
+	nilSub := h.SubscribeWorkspace(uuid.Nil, 8)
+	h.Deliver(Event{Type: "Z", WorkspaceID: a})
+	none(t, nilSub)
+	recv(t, subA)
+	recv(t, all)
+	h.Deliver(Event{Type: "GLOBAL"})
+	recv(t, nilSub)
+	recv(t, all)
+	nilSub.Close()
 	if h.Count() != 4 {
 		t.Fatalf("count %d", h.Count())
 	}
@@ -338,4 +348,29 @@ func BenchmarkHubFanout1000(b *testing.B) {
 		h.Deliver(ev)
 		wg.Wait()
 	}
+}
+
+// After a failed publish the transport fails fast for a while, so callers
+// do not each wait out the deadline against a dead Redis; the broadcaster
+// still delivers locally.
+func TestRedisTransportFailsFast(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	tr := NewRedisTransport(rdb, "x", quiet)
+	if err := tr.Publish(context.Background(), []byte(`{}`)); err == nil || errors.Is(err, ErrRedisDown) {
+		t.Fatalf("first publish: %v", err)
+	}
+	start := time.Now()
+	if err := tr.Publish(context.Background(), []byte(`{}`)); !errors.Is(err, ErrRedisDown) {
+		t.Fatalf("second publish: %v", err)
+	}
+	if time.Since(start) > 50*time.Millisecond {
+		t.Fatal("fail-fast publish waited")
+	}
+	h := NewHub()
+	b := NewBroadcaster(&fakeRecorder{}, tr, h, quiet)
+	ws := uuid.New()
+	sub := h.SubscribeWorkspace(ws, 4)
+	b.Broadcast(context.Background(), "E", ws, nil)
+	recv(t, sub)
 }
