@@ -126,6 +126,9 @@ func (s *Server) streamEvents(c *gin.Context) {
 	// period plus the write limit.
 	extend := func() { _ = rc.SetWriteDeadline(time.Now().Add(s.streamKeepalive + s.streamWriteLimit)) }
 	extend()
+	// The connection may serve another request after the stream; it must
+	// not inherit the stream's deadline.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	send := func(frames ...[]byte) bool {
 		for _, f := range frames {
 			if _, err := w.Write(f); err != nil {
@@ -160,11 +163,15 @@ func (s *Server) streamEvents(c *gin.Context) {
 			}
 			// Batch whatever else is already queued into one flush.
 			frames = frames[:0]
+			removed := false
 			for {
 				if ev.ID == 0 || ev.ID > lastID {
 					frames = append(frames, ev.SSE())
 				}
-				if len(sub.C) == 0 || len(frames) >= 64 {
+				// The workspace is gone: its last event ends the stream
+				// (a reconnect gets the 404).
+				removed = ev.Type == "WORKSPACE_REMOVED"
+				if removed || len(sub.C) == 0 || len(frames) >= 64 {
 					break
 				}
 				if ev, ok = <-sub.C; !ok {
@@ -174,7 +181,7 @@ func (s *Server) streamEvents(c *gin.Context) {
 			if len(frames) > 0 && !send(frames...) {
 				return
 			}
-			if !ok {
+			if !ok || removed {
 				return
 			}
 		case <-keepalive.C:

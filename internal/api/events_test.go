@@ -166,6 +166,21 @@ func TestSSEStream(t *testing.T) {
 		t.Fatalf("live after replay: id %s, want %d", f.ID, ev4.ID)
 	}
 
+	// Removing the workspace ends its stream after the REMOVED event.
+	s3, _ := openSSE(t, in.URL, b, in.Admin, "")
+	pub.Broadcast(ctx, "WORKSPACE_REMOVED", b, nil)
+	if _, env := s3.next(t); env.Type != "WORKSPACE_REMOVED" {
+		t.Fatalf("got %+v", env)
+	}
+	select {
+	case f, ok := <-s3.frames:
+		if ok {
+			t.Fatalf("frame after removal: %+v", f)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("stream of a removed workspace stayed open")
+	}
+
 	// Bad requests.
 	for _, c := range []struct {
 		name   string
