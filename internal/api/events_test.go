@@ -200,7 +200,7 @@ func TestSSEStream(t *testing.T) {
 			t.Fatalf("%s: status %d, want %d", c.name, resp.StatusCode, c.status)
 		}
 	}
-	wantStatus(t, in.Do("GET", "/workspaces/zzz/events/stream", in.Admin, nil), 400, "bad id")
+	expectStatus(t, in.Do("GET", "/workspaces/zzz/events/stream", in.Admin, nil), 400, "bad id")
 }
 
 func TestStoredEventsList(t *testing.T) {
@@ -228,14 +228,14 @@ func TestStoredEventsList(t *testing.T) {
 	}
 	var rows []row
 	r := in.Do("GET", "/events/"+a.String(), in.Admin, nil)
-	wantStatus(t, r, 200, "workspace events")
+	expectStatus(t, r, 200, "workspace events")
 	r.JSON(t, &rows)
 	if len(rows) != 3 || rows[0].ID != ids[2] || rows[2].ID != ids[0] || rows[0].WorkspaceID != a.String() ||
 		string(rows[0].Payload) != `{"i":2}` || rows[0].Timestamp.IsZero() || rows[0].Event != "TASK_UPDATED" {
 		t.Fatalf("rows %+v", rows)
 	}
 	r = in.Do("GET", "/events?limit=2", in.Admin, nil)
-	wantStatus(t, r, 200, "all events")
+	expectStatus(t, r, 200, "all events")
 	r.JSON(t, &rows)
 	if len(rows) != 2 || rows[0].ID <= rows[1].ID {
 		t.Fatalf("newest first, limit 2: %+v", rows)
@@ -257,7 +257,7 @@ func TestStoredEventsList(t *testing.T) {
 		{"/events/" + b.String(), tokA, 403},
 		{"/events", "", 401},
 	} {
-		wantStatus(t, in.Do("GET", c.path, c.bearer, nil), c.status, c.path)
+		expectStatus(t, in.Do("GET", c.path, c.bearer, nil), c.status, c.path)
 	}
 	// A removed workspace keeps its history.
 	if _, err := in.App.Store.DB.Exec(`UPDATE workspaces SET status = 'removed', removed_at = now() WHERE id = $1`, a); err != nil {

@@ -40,7 +40,7 @@ func TestAgentMemories(t *testing.T) {
 	commit := func(ws uuid.UUID, tok string, body any) memRow {
 		t.Helper()
 		r := in.Do("POST", "/workspaces/"+ws.String()+"/memories", tok, body)
-		wantStatus(t, r, 201, fmt.Sprint("commit ", body))
+		expectStatus(t, r, 201, fmt.Sprint("commit ", body))
 		var m memRow
 		r.JSON(t, &m)
 		return m
@@ -48,7 +48,7 @@ func TestAgentMemories(t *testing.T) {
 	search := func(ws uuid.UUID, tok, query string) []memRow {
 		t.Helper()
 		r := in.Do("GET", "/workspaces/"+ws.String()+"/memories?"+query, tok, nil)
-		wantStatus(t, r, 200, "search "+query)
+		expectStatus(t, r, 200, "search "+query)
 		var rows []memRow
 		r.JSON(t, &rows)
 		return rows
@@ -59,7 +59,7 @@ func TestAgentMemories(t *testing.T) {
 		t.Fatalf("defaults: %+v", local)
 	}
 	commit(a, tokA, map[string]any{"content": "the team deploys on fridays", "scope": "TEAM", "namespace": "ops"})
-	wantStatus(t, in.Do("POST", "/workspaces/"+a.String()+"/memories", tokA,
+	expectStatus(t, in.Do("POST", "/workspaces/"+a.String()+"/memories", tokA,
 		map[string]any{"content": "x", "scope": "GLOBAL"}), 403, "GLOBAL from a child")
 	commit(root, tokRoot, map[string]any{"content": "company policy: be kind", "scope": "GLOBAL"})
 	commit(y, tokY, map[string]any{"content": "other team secret plan", "scope": "TEAM"})
@@ -135,11 +135,11 @@ func TestAgentMemories(t *testing.T) {
 
 	// Delete: own memory only.
 	base := "/workspaces/" + a.String() + "/memories/"
-	wantStatus(t, in.Do("DELETE", "/workspaces/"+s.String()+"/memories/"+local.ID, tokS, nil), 404, "delete another's memory")
-	wantStatus(t, in.Do("DELETE", base+local.ID, tokS, nil), 403, "wrong token")
-	wantStatus(t, in.Do("DELETE", base+local.ID, tokA, nil), 200, "delete own")
-	wantStatus(t, in.Do("DELETE", base+local.ID, tokA, nil), 404, "delete again")
-	wantStatus(t, in.Do("DELETE", base+"nope", tokA, nil), 400, "bad memory id")
+	expectStatus(t, in.Do("DELETE", "/workspaces/"+s.String()+"/memories/"+local.ID, tokS, nil), 404, "delete another's memory")
+	expectStatus(t, in.Do("DELETE", base+local.ID, tokS, nil), 403, "wrong token")
+	expectStatus(t, in.Do("DELETE", base+local.ID, tokA, nil), 200, "delete own")
+	expectStatus(t, in.Do("DELETE", base+local.ID, tokA, nil), 404, "delete again")
+	expectStatus(t, in.Do("DELETE", base+"nope", tokA, nil), 400, "bad memory id")
 
 	post := "/workspaces/" + a.String() + "/memories"
 	bad := []struct {
@@ -157,12 +157,12 @@ func TestAgentMemories(t *testing.T) {
 		{"over the cap", `{"content":"` + strings.Repeat("x", 1<<20) + `"}`, 413},
 	}
 	for _, c := range bad {
-		wantStatus(t, in.Do("POST", post, tokA, c.body), c.status, c.name)
+		expectStatus(t, in.Do("POST", post, tokA, c.body), c.status, c.name)
 	}
 	for _, q := range []string{"limit=-1", "limit=x", "scope=bogus", "q=a%00b", "namespace=" + strings.Repeat("n", 51), "offset=-2"} {
-		wantStatus(t, in.Do("GET", post+"?"+q, tokA, nil), 400, q)
+		expectStatus(t, in.Do("GET", post+"?"+q, tokA, nil), 400, q)
 	}
-	wantStatus(t, in.Do("GET", post, "", nil), 401, "no token")
-	wantStatus(t, in.Do("GET", post, tokY, nil), 403, "other workspace token")
-	wantStatus(t, in.Do("GET", "/workspaces/"+uuid.NewString()+"/memories", in.Admin, nil), 404, "unknown workspace")
+	expectStatus(t, in.Do("GET", post, "", nil), 401, "no token")
+	expectStatus(t, in.Do("GET", post, tokY, nil), 403, "other workspace token")
+	expectStatus(t, in.Do("GET", "/workspaces/"+uuid.NewString()+"/memories", in.Admin, nil), 404, "unknown workspace")
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/moleculesai/molecule/internal/apptest"
 )
 
-func wantStatus(t *testing.T, r *apptest.Response, status int, what string) {
+func expectStatus(t *testing.T, r *apptest.Response, status int, what string) {
 	t.Helper()
 	if r.Status != status {
 		t.Fatalf("%s: status %d, want %d: %s", what, r.Status, status, r.Body)
@@ -26,59 +26,59 @@ func TestMemoryKV(t *testing.T) {
 	base := "/workspaces/" + a.String() + "/memory"
 
 	r := in.Do("POST", base, tokA, map[string]any{"key": "plan", "value": map[string]any{"step": 1}})
-	wantStatus(t, r, 200, "create")
+	expectStatus(t, r, 200, "create")
 	if m := r.Map(t); m["status"] != "ok" || m["key"] != "plan" || m["version"] != float64(1) {
 		t.Fatalf("create body %v", m)
 	}
 	r = in.Do("POST", base, tokA, map[string]any{"key": "plan", "value": "two", "if_match_version": 1})
-	wantStatus(t, r, 200, "matching write")
+	expectStatus(t, r, 200, "matching write")
 	if r.Map(t)["version"] != float64(2) {
 		t.Fatalf("version after write: %s", r.Body)
 	}
 	r = in.Do("POST", base, tokA, map[string]any{"key": "plan", "value": "stale", "if_match_version": 1})
-	wantStatus(t, r, 409, "stale write")
+	expectStatus(t, r, 409, "stale write")
 	if m := r.Map(t); m["code"] != "conflict" || m["expected_version"] != float64(1) || m["current_version"] != float64(2) {
 		t.Fatalf("conflict body %v", m)
 	}
 	r = in.Do("POST", base, tokA, map[string]any{"key": "plan", "value": 1, "if_match_version": 0})
-	wantStatus(t, r, 409, "create-only over existing")
+	expectStatus(t, r, 409, "create-only over existing")
 	if m := r.Map(t); m["expected_version"] != float64(0) || m["current_version"] != float64(2) {
 		t.Fatalf("create-only conflict %v", m)
 	}
 	r = in.Do("POST", base, tokA, map[string]any{"key": "fresh", "value": nil, "if_match_version": 0, "ttl_seconds": 3600})
-	wantStatus(t, r, 200, "create-only absent with ttl")
+	expectStatus(t, r, 200, "create-only absent with ttl")
 
 	r = in.Do("GET", base+"/plan", tokA, nil)
-	wantStatus(t, r, 200, "get")
+	expectStatus(t, r, 200, "get")
 	if m := r.Map(t); m["value"] != "two" || m["version"] != float64(2) || m["expires_at"] != nil {
 		t.Fatalf("get body %v", m)
 	}
 	r = in.Do("GET", base, in.Admin, nil)
-	wantStatus(t, r, 200, "list by admin")
+	expectStatus(t, r, 200, "list by admin")
 	var list []map[string]any
 	r.JSON(t, &list)
 	if len(list) != 2 || list[0]["key"] != "fresh" || list[0]["expires_at"] == nil || list[1]["key"] != "plan" {
 		t.Fatalf("list %v", list)
 	}
 	// Isolation: b has no "plan", and b's token cannot touch a.
-	wantStatus(t, in.Do("GET", "/workspaces/"+b.String()+"/memory/plan", tokB, nil), 404, "other workspace")
-	wantStatus(t, in.Do("GET", base+"/plan", tokB, nil), 403, "wrong workspace token")
-	wantStatus(t, in.Do("POST", base, tokB, map[string]any{"key": "x", "value": 1}), 403, "wrong token write")
-	wantStatus(t, in.Do("GET", base+"/plan", "", nil), 401, "no token")
-	wantStatus(t, in.Do("GET", base+"/plan", "garbage", nil), 401, "garbage token")
-	wantStatus(t, in.Do("GET", "/workspaces/not-a-uuid/memory", in.Admin, nil), 400, "bad id")
-	wantStatus(t, in.Do("GET", "/workspaces/"+uuid.NewString()+"/memory", in.Admin, nil), 404, "unknown workspace")
-	wantStatus(t, in.Do("GET", base+"/missing", tokA, nil), 404, "missing key")
+	expectStatus(t, in.Do("GET", "/workspaces/"+b.String()+"/memory/plan", tokB, nil), 404, "other workspace")
+	expectStatus(t, in.Do("GET", base+"/plan", tokB, nil), 403, "wrong workspace token")
+	expectStatus(t, in.Do("POST", base, tokB, map[string]any{"key": "x", "value": 1}), 403, "wrong token write")
+	expectStatus(t, in.Do("GET", base+"/plan", "", nil), 401, "no token")
+	expectStatus(t, in.Do("GET", base+"/plan", "garbage", nil), 401, "garbage token")
+	expectStatus(t, in.Do("GET", "/workspaces/not-a-uuid/memory", in.Admin, nil), 400, "bad id")
+	expectStatus(t, in.Do("GET", "/workspaces/"+uuid.NewString()+"/memory", in.Admin, nil), 404, "unknown workspace")
+	expectStatus(t, in.Do("GET", base+"/missing", tokA, nil), 404, "missing key")
 
-	wantStatus(t, in.Do("DELETE", base+"/plan", tokA, nil), 200, "delete")
-	wantStatus(t, in.Do("DELETE", base+"/plan", tokA, nil), 404, "delete again")
-	wantStatus(t, in.Do("GET", base+"/plan", tokA, nil), 404, "get deleted")
+	expectStatus(t, in.Do("DELETE", base+"/plan", tokA, nil), 200, "delete")
+	expectStatus(t, in.Do("DELETE", base+"/plan", tokA, nil), 404, "delete again")
+	expectStatus(t, in.Do("GET", base+"/plan", tokA, nil), 404, "get deleted")
 
 	// Expired entries are invisible.
 	if _, err := in.App.Store.DB.Exec(`UPDATE workspace_memory SET expires_at = now() - interval '1 second' WHERE key = 'fresh'`); err != nil {
 		t.Fatal(err)
 	}
-	wantStatus(t, in.Do("GET", base+"/fresh", tokA, nil), 404, "expired")
+	expectStatus(t, in.Do("GET", base+"/fresh", tokA, nil), 404, "expired")
 	r = in.Do("GET", base, tokA, nil)
 	r.JSON(t, &list)
 	if len(list) != 0 {
@@ -111,17 +111,17 @@ func TestMemoryKV(t *testing.T) {
 	}
 	for _, c := range bad {
 		r := in.Do("POST", base, tokA, c.body)
-		wantStatus(t, r, c.status, c.name)
+		expectStatus(t, r, c.status, c.name)
 		if m := r.Map(t); m["code"] == nil || m["code"] == "internal" {
 			t.Fatalf("%s: body %v", c.name, m)
 		}
 	}
 	// Invalid UTF-8 inside a JSON string of the value.
-	wantStatus(t, in.Do("POST", base, tokA, []byte("{\"key\":\"k\",\"value\":\"\xff\"}")), 400, "invalid utf-8 value")
+	expectStatus(t, in.Do("POST", base, tokA, []byte("{\"key\":\"k\",\"value\":\"\xff\"}")), 400, "invalid utf-8 value")
 	// A legitimate escaped backslash before u0000 is not a NUL.
-	wantStatus(t, in.Do("POST", base, tokA, `{"key":"k","value":"\\u0000"}`), 200, "escaped backslash")
-	wantStatus(t, in.Do("GET", base+"/a%00b", tokA, nil), 400, "NUL in path key")
-	wantStatus(t, in.Do("GET", base+"?limit=-1", tokA, nil), 400, "negative limit")
+	expectStatus(t, in.Do("POST", base, tokA, `{"key":"k","value":"\\u0000"}`), 200, "escaped backslash")
+	expectStatus(t, in.Do("GET", base+"/a%00b", tokA, nil), 400, "NUL in path key")
+	expectStatus(t, in.Do("GET", base+"?limit=-1", tokA, nil), 400, "negative limit")
 
 	// A database failure is an opaque 500: no SQL or driver text.
 	if _, err := in.App.Store.DB.Exec(`ALTER TABLE workspace_memory RENAME TO workspace_memory_gone`); err != nil {
@@ -132,7 +132,7 @@ func TestMemoryKV(t *testing.T) {
 		in.Do("GET", base+"/k", tokA, nil),
 		in.Do("GET", base, tokA, nil),
 	} {
-		wantStatus(t, r, 500, "broken table")
+		expectStatus(t, r, 500, "broken table")
 		m := r.Map(t)
 		if m["code"] != "internal" || m["request_id"] == "" || strings.Contains(string(r.Body), "workspace_memory") ||
 			strings.Contains(string(r.Body), "relation") {
@@ -146,7 +146,7 @@ func TestMemoryKVConcurrentWriters(t *testing.T) {
 	in := apptest.Start(t, apptest.Options{})
 	a, tok := in.CreateWorkspaceRow("a", nil)
 	base := "/workspaces/" + a.String() + "/memory"
-	wantStatus(t, in.Do("POST", base, tok, map[string]any{"key": "k", "value": 0}), 200, "seed")
+	expectStatus(t, in.Do("POST", base, tok, map[string]any{"key": "k", "value": 0}), 200, "seed")
 	var wg sync.WaitGroup
 	statuses := make(chan int, 20)
 	for i := 0; i < 20; i++ {

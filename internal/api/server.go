@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/moleculesai/molecule/internal/artifacts"
 	"github.com/moleculesai/molecule/internal/auth"
 	"github.com/moleculesai/molecule/internal/config"
 	"github.com/moleculesai/molecule/internal/events"
@@ -29,10 +30,16 @@ type Deps struct {
 	Hub       *events.Hub
 	Lifecycle provisioner.Lifecycle
 	Keyring   *secrets.Keyring
+	// Rebuilder serves restart with rebuild_config (nil: answered 503).
+	Rebuilder ConfigRebuilder
 	Redis     *redis.Client // nil when REDIS_URL is unset
 	Loops     *runloop.Runner
 	Metrics   *prometheus.Registry
 	Log       *slog.Logger
+	// Artifacts is the Cloudflare Artifacts client; nil when
+	// CF_ARTIFACTS_API_TOKEN or CF_ARTIFACTS_NAMESPACE is unset, and then
+	// every artifacts route answers 503 (§18).
+	Artifacts artifacts.Service
 	// Shutdown is closed when the server starts draining, so long-lived
 	// streams (SSE, WebSocket) can end.
 	Shutdown <-chan struct{}
@@ -47,12 +54,14 @@ type Server struct {
 	hub       *events.Hub
 	lifecycle provisioner.Lifecycle
 	keyring   *secrets.Keyring
+	rebuilder ConfigRebuilder
 	redis     *redis.Client
 	loops     *runloop.Runner
 	registry  *prometheus.Registry
 	metrics   *httpMetrics
 	log       *slog.Logger
 	shutdown  <-chan struct{}
+	artifacts artifacts.Service
 	now       func() time.Time
 	wsTree    *treeCache // org tree shared by WebSocket event filters
 	// Stream timings (tests shorten them).
@@ -64,8 +73,8 @@ type Server struct {
 func NewServer(d Deps) (*Server, *gin.Engine) {
 	s := &Server{
 		cfg: d.Config, store: d.Store, auth: d.Auth, events: d.Events, hub: d.Hub,
-		lifecycle: d.Lifecycle, keyring: d.Keyring, redis: d.Redis, loops: d.Loops,
-		registry: d.Metrics, log: d.Log, shutdown: d.Shutdown, now: time.Now,
+		lifecycle: d.Lifecycle, keyring: d.Keyring, rebuilder: d.Rebuilder, redis: d.Redis, loops: d.Loops,
+		registry: d.Metrics, log: d.Log, shutdown: d.Shutdown, artifacts: d.Artifacts, now: time.Now,
 	}
 	if s.lifecycle == nil {
 		s.lifecycle = provisioner.Unavailable{}

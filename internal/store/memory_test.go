@@ -16,7 +16,7 @@ import (
 	"github.com/moleculesai/molecule/internal/testutil"
 )
 
-func newWorkspace(t testing.TB, st *store.Store, parent *uuid.UUID) uuid.UUID {
+func newMemoryWorkspace(t testing.TB, st *store.Store, parent *uuid.UUID) uuid.UUID {
 	t.Helper()
 	w := &store.Workspace{ID: uuid.New(), Name: "ws", Status: store.StatusOnline, ParentID: parent}
 	err := st.Tx(context.Background(), func(tx *sql.Tx) error { return store.InsertWorkspaceTx(context.Background(), tx, w) })
@@ -42,8 +42,8 @@ func wantConflict(t *testing.T, err error, expected, current int64) {
 func TestMemoryVersions(t *testing.T) {
 	st := testutil.NewStore(t)
 	ctx := context.Background()
-	ws := newWorkspace(t, st, nil)
-	other := newWorkspace(t, st, nil)
+	ws := newMemoryWorkspace(t, st, nil)
+	other := newMemoryWorkspace(t, st, nil)
 
 	steps := []struct {
 		name    string
@@ -96,7 +96,7 @@ func TestMemoryVersions(t *testing.T) {
 func TestMemoryTTL(t *testing.T) {
 	st := testutil.NewStore(t)
 	ctx := context.Background()
-	ws := newWorkspace(t, st, nil)
+	ws := newMemoryWorkspace(t, st, nil)
 	if _, err := st.SetMemory(ctx, ws, "tmp", []byte(`1`), time.Hour, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestMemoryTTL(t *testing.T) {
 func TestMemoryConcurrentSameVersion(t *testing.T) {
 	st := testutil.NewStore(t)
 	ctx := context.Background()
-	ws := newWorkspace(t, st, nil)
+	ws := newMemoryWorkspace(t, st, nil)
 	if _, err := st.SetMemory(ctx, ws, "k", []byte(`0`), 0, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestMemoryConcurrentSameVersion(t *testing.T) {
 func TestMemoryConcurrentIncrements(t *testing.T) {
 	st := testutil.NewStore(t)
 	ctx := context.Background()
-	ws := newWorkspace(t, st, nil)
+	ws := newMemoryWorkspace(t, st, nil)
 	const workers, each = 8, 25
 	var wg sync.WaitGroup
 	errc := make(chan error, workers)
