@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -125,4 +126,27 @@ func waitCount(t *testing.T, hub *events.Hub, want int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func TestWebSocketEndsOnShutdown(t *testing.T) {
+	_, srv, hub, shutdown, ws := streamServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer admin"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	waitCount(t, hub, 1)
+	hub.Deliver(events.Event{Type: "TASK_UPDATED", WorkspaceID: ws, Timestamp: time.Now(), Payload: []byte(`{}`)})
+	if _, data, err := conn.Read(ctx); err != nil || !strings.Contains(string(data), `"event":"TASK_UPDATED"`) {
+		t.Fatalf("read %s %v", data, err)
+	}
+	close(shutdown)
+	_, _, err = conn.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("close on shutdown: %v", err)
+	}
+	waitCount(t, hub, 0)
 }
