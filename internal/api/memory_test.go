@@ -124,7 +124,7 @@ func TestMemoryKV(t *testing.T) {
 	expectStatus(t, in.Do("GET", base+"?limit=-1", tokA, nil), 400, "negative limit")
 
 	// A database failure is an opaque 500: no SQL or driver text.
-	if _, err := in.App.Store.DB.Exec(`ALTER TABLE workspace_memory RENAME TO workspace_memory_gone`); err != nil {
+	if _, err := in.App.Store.DB.Exec(`DROP TABLE workspace_memory`); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range []*apptest.Response{

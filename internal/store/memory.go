@@ -34,13 +34,44 @@ func (e *VersionConflict) Error() string {
 // is as good as absent.
 const live = `(expires_at IS NULL OR expires_at > now())`
 
+// The hot memory statements are prepared once per pool (one round trip
+// per call instead of parse-then-execute).
+const (
+	getMemorySQL = `SELECT key, value, version, expires_at, updated_at
+		FROM workspace_memory WHERE workspace_id = $1 AND key = $2 AND ` + live
+	upsertMemorySQL = `
+		INSERT INTO workspace_memory AS m (workspace_id, key, value, expires_at)
+		VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+		ON CONFLICT (workspace_id, key) DO UPDATE SET
+			value = EXCLUDED.value,
+			version = CASE WHEN m.expires_at IS NOT NULL AND m.expires_at <= now() THEN 1 ELSE m.version + 1 END,
+			expires_at = EXCLUDED.expires_at,
+			updated_at = now()
+		RETURNING version`
+	createMemorySQL = `
+		INSERT INTO workspace_memory AS m (workspace_id, key, value, expires_at)
+		VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+		ON CONFLICT (workspace_id, key) DO UPDATE SET
+			value = EXCLUDED.value, version = 1, expires_at = EXCLUDED.expires_at,
+			created_at = now(), updated_at = now()
+		WHERE m.expires_at IS NOT NULL AND m.expires_at <= now()
+		RETURNING version`
+	updateMemorySQL = `
+		UPDATE workspace_memory SET value = $3, version = version + 1,
+			expires_at = now() + make_interval(secs => $4), updated_at = now()
+		WHERE workspace_id = $1 AND key = $2 AND version = $5 AND ` + live + `
+		RETURNING version`
+)
+
 // GetMemory returns one live entry or ErrNotFound.
 func (s *Store) GetMemory(ctx context.Context, ws uuid.UUID, key string) (MemoryEntry, error) {
 	var e MemoryEntry
 	var value []byte
-	err := s.DB.QueryRowContext(ctx, `SELECT key, value, version, expires_at, updated_at
-		FROM workspace_memory WHERE workspace_id = $1 AND key = $2 AND `+live, ws, key).
-		Scan(&e.Key, &value, &e.Version, &e.ExpiresAt, &e.UpdatedAt)
+	st, err := s.stmts.get(ctx, s.DB, getMemorySQL)
+	if err != nil {
+		return e, err
+	}
+	err = st.QueryRowContext(ctx, ws, key).Scan(&e.Key, &value, &e.Version, &e.ExpiresAt, &e.UpdatedAt)
 	if err != nil {
 		return e, notFound(err)
 	}
@@ -84,34 +115,19 @@ func (s *Store) SetMemory(ctx context.Context, ws uuid.UUID, key string, value [
 		expires = ttl.Seconds()
 	}
 	var version int64
-	var err error
+	query, args := upsertMemorySQL, []any{ws, key, value, expires}
 	switch {
 	case ifMatch == nil:
-		err = s.DB.QueryRowContext(ctx, `
-			INSERT INTO workspace_memory AS m (workspace_id, key, value, expires_at)
-			VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-			ON CONFLICT (workspace_id, key) DO UPDATE SET
-				value = EXCLUDED.value,
-				version = CASE WHEN m.expires_at IS NOT NULL AND m.expires_at <= now() THEN 1 ELSE m.version + 1 END,
-				expires_at = EXCLUDED.expires_at,
-				updated_at = now()
-			RETURNING version`, ws, key, value, expires).Scan(&version)
 	case *ifMatch == 0:
-		err = s.DB.QueryRowContext(ctx, `
-			INSERT INTO workspace_memory AS m (workspace_id, key, value, expires_at)
-			VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-			ON CONFLICT (workspace_id, key) DO UPDATE SET
-				value = EXCLUDED.value, version = 1, expires_at = EXCLUDED.expires_at,
-				created_at = now(), updated_at = now()
-			WHERE m.expires_at IS NOT NULL AND m.expires_at <= now()
-			RETURNING version`, ws, key, value, expires).Scan(&version)
+		query = createMemorySQL
 	default:
-		err = s.DB.QueryRowContext(ctx, `
-			UPDATE workspace_memory SET value = $3, version = version + 1,
-				expires_at = now() + make_interval(secs => $5), updated_at = now()
-			WHERE workspace_id = $1 AND key = $2 AND version = $4 AND `+live+`
-			RETURNING version`, ws, key, value, *ifMatch, expires).Scan(&version)
+		query, args = updateMemorySQL, append(args, *ifMatch)
 	}
+	st, err := s.stmts.get(ctx, s.DB, query)
+	if err != nil {
+		return 0, err
+	}
+	err = st.QueryRowContext(ctx, args...).Scan(&version)
 	if err == sql.ErrNoRows {
 		cur, cerr := s.currentVersion(ctx, ws, key)
 		if cerr != nil {
