@@ -66,6 +66,10 @@ type Server struct {
 	shutdown  <-chan struct{}
 	artifacts artifacts.Service
 	now       func() time.Time
+	wsTree    *treeCache // org tree shared by WebSocket event filters
+	// Stream timings (tests shorten them).
+	streamKeepalive  time.Duration
+	streamWriteLimit time.Duration
 }
 
 // NewServer builds the server and its route table.
@@ -82,6 +86,8 @@ func NewServer(d Deps) (*Server, *gin.Engine) {
 		s.shutdown = make(chan struct{})
 	}
 	s.metrics = newHTTPMetrics(d.Metrics)
+	s.wsTree = newTreeCache(d.Store)
+	s.streamKeepalive, s.streamWriteLimit = sseKeepalive, sseWriteLimit
 	return s, s.routes()
 }
 
