@@ -176,6 +176,11 @@ func TestDockerEndToEnd(t *testing.T) {
 		return b
 	}
 
+	// Global secrets first: POST /workspaces starts provisioning at once.
+	if _, err := st.DB.ExecContext(ctx, `INSERT INTO global_secrets (key, sealed, key_id) VALUES ('E2E_SECRET', $1, $2), ('E2E_GLOBAL', $3, $2)`,
+		seal("global", "E2E_SECRET", "global"), in.App.Keyring.ActiveID(), seal("global", "E2E_GLOBAL", "g")); err != nil {
+		t.Fatal(err)
+	}
 	var wsID uuid.UUID
 	viaAPI := routeExists(in, "POST", "/workspaces")
 	if viaAPI {
@@ -209,10 +214,6 @@ func TestDockerEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if _, err := st.DB.ExecContext(ctx, `INSERT INTO global_secrets (key, sealed, key_id) VALUES ('E2E_SECRET', $1, $2), ('E2E_GLOBAL', $3, $2)`,
-		seal("global", "E2E_SECRET", "global"), in.App.Keyring.ActiveID(), seal("global", "E2E_GLOBAL", "g")); err != nil {
-		t.Fatal(err)
 	}
 	if !viaAPI {
 		if err := in.App.Lifecycle.Provision(ctx, wsID); err != nil {
