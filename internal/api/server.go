@@ -51,6 +51,7 @@ type Server struct {
 	loops     *runloop.Runner
 	registry  *prometheus.Registry
 	metrics   *httpMetrics
+	a2a       *a2aState
 	log       *slog.Logger
 	shutdown  <-chan struct{}
 	now       func() time.Time
@@ -70,6 +71,7 @@ func NewServer(d Deps) (*Server, *gin.Engine) {
 		s.shutdown = make(chan struct{})
 	}
 	s.metrics = newHTTPMetrics(d.Metrics)
+	s.a2a = newA2AState(s)
 	return s, s.routes()
 }
 

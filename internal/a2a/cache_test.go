@@ -1,0 +1,245 @@
+package a2a
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moleculesai/molecule/internal/store"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (f *fakeClock) now() time.Time      { f.mu.Lock(); defer f.mu.Unlock(); return f.t }
+func (f *fakeClock) add(d time.Duration) { f.mu.Lock(); f.t = f.t.Add(d); f.mu.Unlock() }
+
+var errMissing = errors.New("missing")
+
+func TestCacheTTLRefreshAndInvalidate(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	var loads atomic.Int64
+	var value atomic.Int64
+	value.Store(1)
+	c := &Cache[string, int64]{TTL: time.Second, now: clk.now, Load: func(ctx context.Context, k string) (int64, error) {
+		loads.Add(1)
+		if k == "gone" {
+			return 0, errMissing
+		}
+		if k == "down" {
+			return 0, errors.New("database down")
+		}
+		return value.Load(), nil
+	}, Keep: KeepErr(errMissing)}
+	ctx := context.Background()
+
+	if v, _ := c.Get(ctx, "a"); v != 1 || loads.Load() != 1 {
+		t.Fatalf("first get: v=%d loads=%d", v, loads.Load())
+	}
+	value.Store(2)
+	clk.add(300 * time.Millisecond)
+	if v, _ := c.Get(ctx, "a"); v != 1 || loads.Load() != 1 {
+		t.Fatalf("fresh hit must not load: v=%d loads=%d", v, loads.Load())
+	}
+	// Past half the TTL: served the current value, refreshed behind.
+	clk.add(400 * time.Millisecond)
+	if v, _ := c.Get(ctx, "a"); v != 1 {
+		t.Fatalf("refresh-ahead must serve the cached value, got %d", v)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if v, _ := c.Get(ctx, "a"); v == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("background refresh never landed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Expired entries load in the foreground.
+	value.Store(3)
+	clk.add(2 * time.Second)
+	if v, _ := c.Get(ctx, "a"); v != 3 {
+		t.Fatalf("expired: got %d", v)
+	}
+	// Invalidate applies at once.
+	value.Store(4)
+	c.Invalidate("a")
+	if v, _ := c.Get(ctx, "a"); v != 4 {
+		t.Fatalf("after invalidate: %d", v)
+	}
+	value.Store(5)
+	c.InvalidateAll()
+	if v, _ := c.Get(ctx, "a"); v != 5 {
+		t.Fatalf("after invalidate all: %d", v)
+	}
+	// Kept errors are cached; others are retried on the next Get.
+	before := loads.Load()
+	for range 3 {
+		if _, err := c.Get(ctx, "gone"); !errors.Is(err, errMissing) {
+			t.Fatalf("gone: %v", err)
+		}
+	}
+	if loads.Load()-before != 1 {
+		t.Fatalf("not-found should be cached: %d loads", loads.Load()-before)
+	}
+	before = loads.Load()
+	for range 3 {
+		if _, err := c.Get(ctx, "down"); err == nil {
+			t.Fatal("down: want an error")
+		}
+	}
+	if loads.Load()-before != 3 {
+		t.Fatalf("a transient error must not be cached: %d loads", loads.Load()-before)
+	}
+}
+
+// Many concurrent readers of a missing key share one load, and a reader
+// whose context ends does not cancel it for the others.
+func TestCacheSingleLoad(t *testing.T) {
+	var loads atomic.Int64
+	release := make(chan struct{})
+	c := &Cache[int, int]{TTL: time.Minute, Load: func(ctx context.Context, k int) (int, error) {
+		loads.Add(1)
+		<-release
+		return k * 2, ctx.Err()
+	}}
+	cctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	wg.Add(1)
+	go func() { // the loader, whose caller goes away
+		defer wg.Done()
+		_, _ = c.Get(cctx, 21)
+	}()
+	time.Sleep(20 * time.Millisecond)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := c.Get(context.Background(), 21)
+			if err != nil || v != 42 {
+				errs <- errors.New("bad answer")
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if loads.Load() != 1 {
+		t.Fatalf("%d loads, want 1", loads.Load())
+	}
+}
+
+type fakeSink struct {
+	mu    sync.Mutex
+	usage []store.UsageDelta
+	acts  []store.Activity
+	calls int
+	fail  bool
+}
+
+func (f *fakeSink) AddUsage(_ context.Context, d []store.UsageDelta) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.fail {
+		return errors.New("db down")
+	}
+	f.usage = append(f.usage, d...)
+	return nil
+}
+
+func (f *fakeSink) InsertActivities(_ context.Context, rows []store.Activity) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail {
+		return errors.New("db down")
+	}
+	f.acts = append(f.acts, rows...)
+	return nil
+}
+
+func TestRecorderMergesBatchesAndFlushesOnStop(t *testing.T) {
+	sink := &fakeSink{}
+	var flushed atomic.Int64
+	r := NewRecorder(sink, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(),
+		func(ids []uuid.UUID) { flushed.Add(int64(len(ids))) })
+	r.interval = time.Hour // only Sync and stop flush
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+
+	ws := uuid.New()
+	day := time.Date(2026, 11, 27, 23, 59, 0, 0, time.UTC)
+	for range 100 {
+		r.Usage(store.UsageDelta{WorkspaceID: ws, Day: day, InputTokens: 10, OutputTokens: 1, Calls: 1, CostMicroUSD: 45})
+	}
+	r.Usage(store.UsageDelta{WorkspaceID: ws, Day: day.Add(2 * time.Minute), InputTokens: 1, Calls: 1})
+	r.Activity(store.Activity{WorkspaceID: ws, ActivityType: "x"}, store.Activity{WorkspaceID: ws, ActivityType: "y"})
+	if err := r.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	if len(sink.usage) != 2 || sink.calls != 1 || len(sink.acts) != 2 {
+		t.Fatalf("want one upsert of 2 rows (two UTC days) and 2 activities, got %d calls %+v, %d acts", sink.calls, sink.usage, len(sink.acts))
+	}
+	for _, d := range sink.usage {
+		if d.Day.Day() == 27 && (d.InputTokens != 1000 || d.OutputTokens != 100 || d.Calls != 100 || d.CostMicroUSD != 4500) {
+			t.Fatalf("merged delta: %+v", d)
+		}
+	}
+	sink.mu.Unlock()
+	if flushed.Load() != 2 {
+		t.Fatalf("budget invalidation callback: %d", flushed.Load())
+	}
+	// A failed usage write is retried with the next batch, merged.
+	sink.mu.Lock()
+	sink.fail = true
+	sink.mu.Unlock()
+	r.Usage(store.UsageDelta{WorkspaceID: ws, Day: day, InputTokens: 7, Calls: 1})
+	_ = r.Sync(context.Background())
+	sink.mu.Lock()
+	sink.fail = false
+	sink.mu.Unlock()
+	r.Usage(store.UsageDelta{WorkspaceID: ws, Day: day, InputTokens: 3, Calls: 1})
+	// Stopping writes what is queued.
+	cancel()
+	<-done
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	last := sink.usage[len(sink.usage)-1]
+	if len(sink.usage) != 3 || last.InputTokens != 10 || last.Calls != 2 {
+		t.Fatalf("retry after failure and flush on stop: %+v", sink.usage)
+	}
+}
+
+// A full queue drops instead of blocking the caller.
+func TestRecorderNeverBlocks(t *testing.T) {
+	r := NewRecorder(&fakeSink{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	start := time.Now()
+	for range QueueSize + 100 {
+		r.Activity(store.Activity{ActivityType: "x"})
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("queueing blocked")
+	}
+	if got := testCounter(r.dropped.WithLabelValues("activity")); got != 100 {
+		t.Fatalf("dropped = %v, want 100", got)
+	}
+}
