@@ -61,25 +61,25 @@ func TestA2AAccessAcrossTheTree(t *testing.T) {
 		caller, target string
 		allowed        bool
 	}{
-		{"a", "a", true},          // self
-		{"a", "a1", true},         // parent → child
-		{"a1", "a", true},         // child → parent
-		{"a1", "a2", true},        // siblings
-		{"a", "b", true},          // siblings under a root
-		{"root1", "a1x", true},    // ancestor → descendant
-		{"a1x", "root1", true},    // descendant → ancestor
-		{"a1x", "a", true},        // grandchild → grandparent
-		{"root1", "root2", true},  // root ↔ root
-		{"a1", "b1", false},       // cousins
-		{"b1", "a1", false},       // cousins, the other way
-		{"a1x", "a2", false},      // nephew → uncle
-		{"a2", "a1x", false},      // uncle → nephew
-		{"a", "x", false},         // across trees
-		{"root1", "x", false},     // root → another tree's child
-		{"b1", "root2", false},    // child → another root
-		{"a1x", "b1", false},      // second cousins
-		{"root2", "a1x", false},   // root → another tree's grandchild
-		{"x", "root1", false},     // child → another root
+		{"a", "a", true},         // self
+		{"a", "a1", true},        // parent → child
+		{"a1", "a", true},        // child → parent
+		{"a1", "a2", true},       // siblings
+		{"a", "b", true},         // siblings under a root
+		{"root1", "a1x", true},   // ancestor → descendant
+		{"a1x", "root1", true},   // descendant → ancestor
+		{"a1x", "a", true},       // grandchild → grandparent
+		{"root1", "root2", true}, // root ↔ root
+		{"a1", "b1", false},      // cousins
+		{"b1", "a1", false},      // cousins, the other way
+		{"a1x", "a2", false},     // nephew → uncle
+		{"a2", "a1x", false},     // uncle → nephew
+		{"a", "x", false},        // across trees
+		{"root1", "x", false},    // root → another tree's child
+		{"b1", "root2", false},   // child → another root
+		{"a1x", "b1", false},     // second cousins
+		{"root2", "a1x", false},  // root → another tree's grandchild
+		{"x", "root1", false},    // child → another root
 	}
 	for _, c := range cases {
 		r := in.Do("POST", a2aPath(tr.ids[c.target]), tr.tokens[c.caller], msg("hi from "+c.caller))

@@ -41,13 +41,21 @@ type delegateRequest struct {
 // background, on a context that no client can cancel.
 func (s *Server) delegate(c *gin.Context) {
 	source := loadedWorkspace(c)
-	var body delegateRequest
-	if err := bindJSON(c, &body); err != nil {
+	// Fields are decoded one by one so that self-delegation is refused
+	// before anything else about the body is judged (§7).
+	var raw map[string]json.RawMessage
+	if err := bindJSON(c, &raw); err != nil {
 		Fail(c, err)
 		return
 	}
-	if body.TargetID == nil {
+	var body delegateRequest
+	tid, ok := raw["target_id"]
+	if !ok || string(tid) == "null" {
 		Fail(c, BadRequest(`field "target_id" is required`))
+		return
+	}
+	if json.Unmarshal(tid, &body.TargetID) != nil {
+		Fail(c, BadRequest(`field "target_id" must be a UUID string`))
 		return
 	}
 	target, err := parseBodyUUID("target_id", *body.TargetID)
@@ -55,9 +63,16 @@ func (s *Server) delegate(c *gin.Context) {
 		Fail(c, err)
 		return
 	}
-	// Before any other work (§7).
 	if target == source.ID {
 		Fail(c, BadRequest("self-delegation not permitted"))
+		return
+	}
+	if t, ok := raw["task"]; ok && json.Unmarshal(t, &body.Task) != nil {
+		Fail(c, BadRequest(`field "task" must be a string`))
+		return
+	}
+	if k, ok := raw["idempotency_key"]; ok && json.Unmarshal(k, &body.IdempotencyKey) != nil {
+		Fail(c, BadRequest(`field "idempotency_key" must be a string`))
 		return
 	}
 	if body.Task == nil || strings.TrimSpace(*body.Task) == "" {
