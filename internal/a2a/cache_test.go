@@ -210,6 +210,7 @@ func TestRecorderMergesBatchesAndFlushesOnStop(t *testing.T) {
 	}
 	// A failed usage write is retried with the next batch, merged.
 	sink.mu.Lock()
+	sink.calls = 0
 	sink.fail = true
 	sink.mu.Unlock()
 	r.Usage(store.UsageDelta{WorkspaceID: ws, Day: day, InputTokens: 7, Calls: 1})

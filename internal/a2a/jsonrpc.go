@@ -25,33 +25,45 @@ const DefaultMethod = "message/send"
 //
 // The body is returned unchanged (same bytes) when nothing had to change.
 func Normalize(body []byte) (out []byte, method string, err error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+	// The common case (a complete JSON-RPC request from an agent) is
+	// decided with small struct decodes; no map is built.
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, "", ErrInvalidJSON
 	}
-	if m, ok := top["method"]; ok {
-		if json.Unmarshal(m, &method) != nil {
-			method = ""
-		}
+	var probe struct {
+		JSONRPC json.RawMessage `json:"jsonrpc"`
+		Method  json.RawMessage `json:"method"`
+		Params  json.RawMessage `json:"params"`
 	}
-	if _, ok := top["jsonrpc"]; ok {
-		params, changed := fillMessageID(top["params"])
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return nil, "", ErrInvalidJSON
+	}
+	if len(probe.Method) > 0 && json.Unmarshal(probe.Method, &method) != nil {
+		method = ""
+	}
+	if probe.JSONRPC != nil {
+		params, changed := fillMessageID(probe.Params)
 		if !changed {
 			return body, method, nil
+		}
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(body, &top); err != nil {
+			return nil, "", ErrInvalidJSON
 		}
 		top["params"] = params
 		out, err := json.Marshal(top)
 		return out, method, err
 	}
-	params, ok := top["params"]
-	if !ok {
-		rest := make(map[string]json.RawMessage, len(top))
-		for k, v := range top {
-			if k != "method" && k != "id" {
-				rest[k] = v
-			}
+	params := probe.Params
+	if params == nil {
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(body, &top); err != nil {
+			return nil, "", ErrInvalidJSON
 		}
-		if params, err = json.Marshal(rest); err != nil {
+		delete(top, "method")
+		delete(top, "id")
+		if params, err = json.Marshal(top); err != nil {
 			return nil, "", err
 		}
 	}
@@ -72,6 +84,19 @@ func Normalize(body []byte) (out []byte, method string, err error) {
 // object without a non-empty one.
 func fillMessageID(params json.RawMessage) (json.RawMessage, bool) {
 	if len(params) == 0 || !bytes.Contains(params, []byte(`"message"`)) {
+		return params, false
+	}
+	// Cheap check first: a message that has a non-empty messageId.
+	var probe struct {
+		Message struct {
+			MessageID json.RawMessage `json:"messageId"`
+		} `json:"message"`
+	}
+	if json.Unmarshal(params, &probe) != nil {
+		return params, false // params or message not an object: leave it
+	}
+	var have string
+	if json.Unmarshal(probe.Message.MessageID, &have) == nil && have != "" {
 		return params, false
 	}
 	var p map[string]json.RawMessage

@@ -3,6 +3,7 @@ package a2a
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,46 +19,52 @@ type Sink interface {
 	InsertActivities(ctx context.Context, rows []store.Activity) error
 }
 
-// Recorder takes metering and activity-log records off the request path:
-// Usage and Activity never block (a full queue drops the record and counts
-// it), and Run writes what arrived in batches, merging usage per workspace
-// and day so that a burst of calls becomes one upsert. Safe for concurrent
-// use; Run must be called once.
+// Recorder takes metering and activity-log records off the request path.
+// Usage and Activity only append to an in-memory buffer under a mutex (no
+// goroutine is woken per call; a full buffer drops the record and counts
+// it); Run writes the buffer in batches every interval, or as soon as a
+// batch is full, merging usage per workspace and UTC day so that a burst
+// of calls becomes one upsert. Safe for concurrent use; Run must be called
+// once.
 type Recorder struct {
 	sink Sink
 	log  *slog.Logger
-	ch   chan record
-	// OnUsage is called after usage of these workspaces was written, so
+	// onUsage is called after usage of these workspaces was written, so
 	// cached budget state can be dropped at once.
 	onUsage func(ids []uuid.UUID)
 
 	interval time.Duration
 	batch    int
 
+	mu    sync.Mutex
+	usage map[usageKey]*store.UsageDelta
+	acts  []store.Activity
+	kick  chan struct{}      // cap 1: a batch is full
+	syncs chan chan struct{} // Sync requests
+
 	dropped     *prometheus.CounterVec
 	flushErrors *prometheus.CounterVec
 }
 
-type record struct {
-	usage    *store.UsageDelta
-	activity []store.Activity
-	sync     chan struct{} // Sync: closed once everything before it is written
-}
-
-// QueueSize bounds the records waiting to be written.
+// QueueSize bounds the activity rows, and the usage rows, waiting to be
+// written.
 const QueueSize = 16384
 
-// maxRetainedUsage bounds usage kept for a retry after a failed write.
-const maxRetainedUsage = 10_000
+type usageKey struct {
+	ws  uuid.UUID
+	day string
+}
 
 // NewRecorder builds a Recorder and registers its metrics on reg.
 func NewRecorder(sink Sink, log *slog.Logger, reg prometheus.Registerer, onUsage func([]uuid.UUID)) *Recorder {
 	r := &Recorder{
-		sink: sink, log: log, ch: make(chan record, QueueSize), onUsage: onUsage,
+		sink: sink, log: log, onUsage: onUsage,
 		interval: 200 * time.Millisecond, batch: 512,
+		usage: map[usageKey]*store.UsageDelta{},
+		kick:  make(chan struct{}, 1), syncs: make(chan chan struct{}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "molecule_a2a_records_dropped_total",
-			Help: "Metering and activity records dropped because the write queue was full.",
+			Help: "Metering and activity records dropped because the write buffer was full or a write failed.",
 		}, []string{"kind"}),
 		flushErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "molecule_a2a_record_write_errors_total",
@@ -70,33 +77,63 @@ func NewRecorder(sink Sink, log *slog.Logger, reg prometheus.Registerer, onUsage
 	return r
 }
 
-// Usage queues metered usage; it never blocks.
+// Usage adds metered usage to the buffer; it never blocks on I/O.
 func (r *Recorder) Usage(d store.UsageDelta) {
-	select {
-	case r.ch <- record{usage: &d}:
-	default:
+	k := usageKey{d.WorkspaceID, d.Day.UTC().Format(time.DateOnly)}
+	r.mu.Lock()
+	cur, ok := r.usage[k]
+	switch {
+	case ok:
+		cur.InputTokens += d.InputTokens
+		cur.OutputTokens += d.OutputTokens
+		cur.Calls += d.Calls
+		cur.CostMicroUSD += d.CostMicroUSD
+	case len(r.usage) >= QueueSize:
+		r.mu.Unlock()
 		r.dropped.WithLabelValues("usage").Inc()
+		return
+	default:
+		r.usage[k] = &d
+	}
+	full := len(r.usage) >= r.batch
+	r.mu.Unlock()
+	if full {
+		r.wake()
 	}
 }
 
-// Activity queues activity-log rows; it never blocks.
+// Activity adds activity-log rows to the buffer; it never blocks on I/O.
 func (r *Recorder) Activity(rows ...store.Activity) {
 	if len(rows) == 0 {
 		return
 	}
-	select {
-	case r.ch <- record{activity: rows}:
-	default:
+	r.mu.Lock()
+	if len(r.acts)+len(rows) > QueueSize {
+		r.mu.Unlock()
 		r.dropped.WithLabelValues("activity").Add(float64(len(rows)))
+		return
+	}
+	r.acts = append(r.acts, rows...)
+	full := len(r.acts) >= r.batch
+	r.mu.Unlock()
+	if full {
+		r.wake()
 	}
 }
 
-// Sync waits until every record queued before it has been written (or
-// its write failed). For tests and shutdown paths.
+func (r *Recorder) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Sync writes everything buffered before it and waits for the write (or
+// its failure). For tests and shutdown paths; Run must be running.
 func (r *Recorder) Sync(ctx context.Context) error {
 	done := make(chan struct{})
 	select {
-	case r.ch <- record{sync: done}:
+	case r.syncs <- done:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -108,79 +145,43 @@ func (r *Recorder) Sync(ctx context.Context) error {
 	}
 }
 
-type usageKey struct {
-	ws  uuid.UUID
-	day string
-}
-
-// Run writes batches until ctx ends, then writes what is left.
+// Run writes batches until ctx ends, then writes what is left with a
+// fresh deadline (the server is stopping, not the database).
 func (r *Recorder) Run(ctx context.Context) {
-	usage := map[usageKey]*store.UsageDelta{}
-	var acts []store.Activity
-	var syncs []chan struct{}
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
-
-	add := func(rec record) {
-		switch {
-		case rec.usage != nil:
-			k := usageKey{rec.usage.WorkspaceID, rec.usage.Day.UTC().Format(time.DateOnly)}
-			if cur, ok := usage[k]; ok {
-				cur.InputTokens += rec.usage.InputTokens
-				cur.OutputTokens += rec.usage.OutputTokens
-				cur.Calls += rec.usage.Calls
-				cur.CostMicroUSD += rec.usage.CostMicroUSD
-			} else {
-				usage[k] = rec.usage
-			}
-		case rec.sync != nil:
-			syncs = append(syncs, rec.sync)
-		default:
-			acts = append(acts, rec.activity...)
-		}
-	}
-	flush := func(ctx context.Context) {
-		usage, acts = r.write(ctx, usage, acts)
-		for _, s := range syncs {
-			close(s)
-		}
-		syncs = nil
-	}
 	for {
 		select {
 		case <-ctx.Done():
-			// Drain what is queued and write it with a fresh deadline:
-			// the server is stopping, not the database.
-			for {
-				select {
-				case rec := <-r.ch:
-					add(rec)
-					continue
-				default:
-				}
-				break
-			}
 			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			flush(fctx)
+			r.flush(fctx)
 			cancel()
 			return
-		case rec := <-r.ch:
-			add(rec)
-			if rec.sync != nil || len(acts) >= r.batch || len(usage) >= r.batch {
-				flush(ctx)
-			}
+		case done := <-r.syncs:
+			r.flush(ctx)
+			close(done)
+		case <-r.kick:
+			r.flush(ctx)
 		case <-t.C:
-			if len(acts) > 0 || len(usage) > 0 {
-				flush(ctx)
-			}
+			r.flush(ctx)
 		}
 	}
 }
 
-// write writes one batch and returns what should be retried: usage is
-// kept (bounded) so a short outage loses no metering; activity rows are
-// dropped after a failure, counted and logged.
-func (r *Recorder) write(ctx context.Context, usage map[usageKey]*store.UsageDelta, acts []store.Activity) (map[usageKey]*store.UsageDelta, []store.Activity) {
+// flush writes the buffer. Usage that failed to write goes back into the
+// buffer (merged with what arrived meanwhile) so a short outage loses no
+// metering; activity rows of a failed write are dropped, counted and
+// logged.
+func (r *Recorder) flush(ctx context.Context) {
+	r.mu.Lock()
+	usage, acts := r.usage, r.acts
+	if len(usage) == 0 && len(acts) == 0 {
+		r.mu.Unlock()
+		return
+	}
+	r.usage, r.acts = map[usageKey]*store.UsageDelta{}, nil
+	r.mu.Unlock()
+
 	if len(usage) > 0 {
 		deltas := make([]store.UsageDelta, 0, len(usage))
 		ids := make([]uuid.UUID, 0, len(usage))
@@ -190,16 +191,12 @@ func (r *Recorder) write(ctx context.Context, usage map[usageKey]*store.UsageDel
 		}
 		if err := r.sink.AddUsage(ctx, deltas); err != nil {
 			r.flushErrors.WithLabelValues("usage").Inc()
-			r.log.Error("write metered usage", "rows", len(deltas), "err", err)
-			if len(usage) > maxRetainedUsage {
-				r.dropped.WithLabelValues("usage").Add(float64(len(usage)))
-				usage = map[usageKey]*store.UsageDelta{}
+			r.log.Error("write metered usage; will retry", "rows", len(deltas), "err", err)
+			for _, d := range deltas {
+				r.Usage(d)
 			}
-		} else {
-			usage = map[usageKey]*store.UsageDelta{}
-			if r.onUsage != nil {
-				r.onUsage(ids)
-			}
+		} else if r.onUsage != nil {
+			r.onUsage(ids)
 		}
 	}
 	if len(acts) > 0 {
@@ -208,7 +205,5 @@ func (r *Recorder) write(ctx context.Context, usage map[usageKey]*store.UsageDel
 			r.dropped.WithLabelValues("activity").Add(float64(len(acts)))
 			r.log.Error("write activity log", "rows", len(acts), "err", err)
 		}
-		acts = nil
 	}
-	return usage, acts
 }

@@ -37,13 +37,20 @@ const (
 	a2aEventBodyMax = 256 << 10
 )
 
+// a2aRoute is a cached route with its URL already checked against the
+// agent-URL policy's shape rules.
+type a2aRoute struct {
+	store.A2ARoute
+	urlErr error
+}
+
 // a2aState is the proxy's cached view of workspaces and its background
 // machinery. Routes (URL, status, ancestry) and budget state are cached
 // for a2aCacheTTL with refresh-ahead, so the steady-state call path makes
 // no database query; a change on this replica invalidates at once
 // (InvalidateA2A), other replicas converge within the TTL.
 type a2aState struct {
-	routes  *a2a.Cache[uuid.UUID, store.A2ARoute]
+	routes  *a2a.Cache[uuid.UUID, a2aRoute]
 	budgets *a2a.Cache[uuid.UUID, store.BudgetState]
 	client  *http.Client
 	policy  a2a.Policy
@@ -74,8 +81,19 @@ func newA2AState(s *Server) *a2aState {
 		// proxy never follows it somewhere else.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	st.routes = &a2a.Cache[uuid.UUID, store.A2ARoute]{
-		TTL: a2aCacheTTL, Load: s.store.A2ARoute, Keep: a2a.KeepErr(store.ErrNotFound), Max: 100_000,
+	st.routes = &a2a.Cache[uuid.UUID, a2aRoute]{
+		TTL: a2aCacheTTL, Keep: a2a.KeepErr(store.ErrNotFound), Max: 100_000,
+		Load: func(ctx context.Context, id uuid.UUID) (a2aRoute, error) {
+			r, err := s.store.A2ARoute(ctx, id)
+			if err != nil {
+				return a2aRoute{}, err
+			}
+			out := a2aRoute{A2ARoute: r}
+			if r.URL != "" {
+				out.urlErr = st.policy.CheckURL(r.URL)
+			}
+			return out, nil
+		},
 	}
 	st.budgets = &a2a.Cache[uuid.UUID, store.BudgetState]{
 		TTL: a2aCacheTTL, Max: 100_000, Keep: a2a.KeepErr(store.ErrNotFound),
@@ -188,19 +206,24 @@ func (s *Server) proxyA2A(c *gin.Context) {
 	}
 	call := &a2aCall{caller: caller, target: target, raw: raw, timeout: timeout,
 		requestID: c.GetString(requestIDContextKey), log: logger(c)}
-	out := s.a2aCall(c.Request.Context(), call)
+	out, took := s.a2aCall(c.Request.Context(), call)
 	if out.err != nil {
 		if out.retryAfter != "" {
 			c.Header("Retry-After", out.retryAfter)
 		}
 		Fail(c, out.err)
-		return
+	} else {
+		ctype := out.contentType
+		if ctype == "" {
+			ctype = "application/json"
+		}
+		// Send the answer now; metering and logging happen after the
+		// caller has it.
+		c.Header("Content-Length", strconv.Itoa(len(out.body)))
+		c.Data(out.status, ctype, out.body)
+		c.Writer.Flush()
 	}
-	ctype := out.contentType
-	if ctype == "" {
-		ctype = "application/json"
-	}
-	c.Data(out.status, ctype, out.body)
+	s.a2aRecord(call, out, took)
 }
 
 // parseTimeout reads X-Timeout: seconds (a decimal is allowed), default
@@ -244,6 +267,7 @@ type a2aOutcome struct {
 	contentType string
 	body        []byte
 	method      string
+	unknown     bool // no such target: nothing to record
 }
 
 func (o *a2aOutcome) code() int {
@@ -255,15 +279,16 @@ func (o *a2aOutcome) code() int {
 
 // a2aCall runs the rules of §6 in order: the target exists, the caller may
 // talk to it, the body is JSON, the budget allows it, it has a URL; then
-// forwards and records the call off the request path.
-func (s *Server) a2aCall(ctx context.Context, call *a2aCall) *a2aOutcome {
+// forwards. The caller records the outcome with a2aRecord once the answer
+// is on its way, unless the target is unknown (out.unknown).
+func (s *Server) a2aCall(ctx context.Context, call *a2aCall) (*a2aOutcome, time.Duration) {
 	start := time.Now()
 	route, err := s.a2a.routes.Get(ctx, call.target)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return &a2aOutcome{err: NotFound("workspace not found")}
+			return &a2aOutcome{unknown: true, err: NotFound("workspace not found")}, time.Since(start)
 		}
-		return &a2aOutcome{err: internalErr(err)}
+		return &a2aOutcome{unknown: true, err: internalErr(err)}, time.Since(start)
 	}
 	out := s.a2aAdmit(ctx, call, route)
 	if out == nil {
@@ -272,8 +297,7 @@ func (s *Server) a2aCall(ctx context.Context, call *a2aCall) *a2aOutcome {
 		}
 		out = s.a2aForward(ctx, call, route)
 	}
-	s.a2aRecord(call, out, time.Since(start))
-	return out
+	return out, time.Since(start)
 }
 
 func internalErr(err error) *Error {
@@ -285,7 +309,7 @@ func internalErr(err error) *Error {
 
 // a2aAdmit checks access, shape, budget and routing; nil means go ahead.
 // On success call.raw has become the JSON-RPC request to send.
-func (s *Server) a2aAdmit(ctx context.Context, call *a2aCall, route store.A2ARoute) *a2aOutcome {
+func (s *Server) a2aAdmit(ctx context.Context, call *a2aCall, route a2aRoute) *a2aOutcome {
 	if call.caller != nil && *call.caller != route.ID {
 		from, err := s.a2a.routes.Get(ctx, *call.caller)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -312,7 +336,7 @@ func (s *Server) a2aAdmit(ctx context.Context, call *a2aCall, route store.A2ARou
 	}
 	// Shape check of the stored URL (an IP literal is judged now); the
 	// resolved address of a hostname is judged by the dialer.
-	if err := s.a2a.policy.CheckURL(route.URL); err != nil {
+	if err := route.urlErr; err != nil {
 		return &a2aOutcome{method: method, err: &Error{Status: http.StatusBadGateway, Code: CodeUpstream,
 			Message: "workspace agent address is not allowed", Err: err}}
 	}
@@ -320,7 +344,7 @@ func (s *Server) a2aAdmit(ctx context.Context, call *a2aCall, route store.A2ARou
 }
 
 // a2aForward sends the call and reads the answer within the deadline.
-func (s *Server) a2aForward(ctx context.Context, call *a2aCall, route store.A2ARoute) *a2aOutcome {
+func (s *Server) a2aForward(ctx context.Context, call *a2aCall, route a2aRoute) *a2aOutcome {
 	method := call.method
 	ctx, cancel := context.WithTimeout(ctx, call.timeout)
 	defer cancel()
@@ -359,7 +383,7 @@ func (s *Server) a2aForward(ctx context.Context, call *a2aCall, route store.A2AR
 // gone → nothing to answer; a refused address → 502; otherwise the agent
 // is unreachable → 502, unless its container is found dead, which takes
 // the workspace offline, restarts it and answers 503.
-func (s *Server) a2aFailure(ctx context.Context, call *a2aCall, route store.A2ARoute, method string, err error) *a2aOutcome {
+func (s *Server) a2aFailure(ctx context.Context, call *a2aCall, route a2aRoute, method string, err error) *a2aOutcome {
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return &a2aOutcome{method: method, err: &Error{Status: http.StatusGatewayTimeout, Code: CodeUpstream,
@@ -399,6 +423,9 @@ func (s *Server) a2aFailure(ctx context.Context, call *a2aCall, route store.A2AR
 // a2aRecord meters a successful answer and logs the call, all queued for
 // the batch writer; an A2A_RESPONSE event goes out for the user's calls.
 func (s *Server) a2aRecord(call *a2aCall, out *a2aOutcome, took time.Duration) {
+	if out.unknown {
+		return
+	}
 	now := s.now()
 	status := out.code()
 	if out.err == nil && status >= 200 && status < 300 {

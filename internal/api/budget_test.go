@@ -3,6 +3,7 @@ package api_test
 import (
 	"math"
 	"testing"
+	"time"
 
 	"github.com/moleculesai/molecule/internal/apptest"
 )
@@ -128,5 +129,49 @@ func TestBudgetInputs(t *testing.T) {
 		if r := in.Do(c.method, c.path, c.bearer, c.body); r.Status != c.status {
 			t.Errorf("%s: %d %s, want %d", c.name, r.Status, r.Body, c.status)
 		}
+	}
+}
+
+// Two replicas on one database: a change made through one applies on it
+// at once and on the other within about a second (the caches' TTL).
+func TestA2ACachesConvergeAcrossReplicas(t *testing.T) {
+	one := apptest.Start(t, apptest.Options{})
+	two := apptest.Start(t, apptest.Options{DSN: one.DSN})
+	agent := newAgent(t)
+	id, tok := one.CreateWorkspaceRow("shared", nil)
+	setURL(t, one, id, agent.URL)
+	bpath := "/workspaces/" + id.String() + "/budget"
+	for _, in := range []*apptest.Instance{one, two} {
+		if r := in.Do("POST", a2aPath(id), tok, msg("warm")); r.Status != 200 {
+			t.Fatalf("warm-up: %d", r.Status)
+		}
+	}
+	if r := one.Do("PATCH", bpath, one.Admin, map[string]any{"budget_limit": 0}); r.Status != 200 {
+		t.Fatal(r.Status)
+	}
+	changed := time.Now()
+	if r := one.Do("POST", a2aPath(id), tok, msg("x")); r.Status != 402 {
+		t.Fatalf("same replica: %d, want 402 at once", r.Status)
+	}
+	for {
+		r := two.Do("POST", a2aPath(id), tok, msg("x"))
+		if r.Status == 402 {
+			break
+		}
+		if time.Since(changed) > 1500*time.Millisecond {
+			t.Fatalf("other replica still answers %d after %v", r.Status, time.Since(changed))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A new URL on one replica reaches the other within the TTL as well.
+	agent2 := newAgent(t)
+	exec(t, one, id, `UPDATE workspaces SET url = $2, budget_limit = NULL WHERE id = $1`, id, agent2.URL)
+	changed = time.Now()
+	for len(agent2.requests()) == 0 {
+		two.Do("POST", a2aPath(id), tok, msg("where are you"))
+		if time.Since(changed) > 1500*time.Millisecond {
+			t.Fatal("other replica never used the new URL")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -154,7 +154,8 @@ func (s *Server) runDelegation(d store.Delegation, log *slog.Logger) {
 			call.log.Error("mark delegation dispatched", "err", err)
 		}
 	}
-	out := s.a2aCall(ctx, call)
+	out, took := s.a2aCall(ctx, call)
+	s.a2aRecord(call, out, took)
 	status, result, errMsg := delegationResult(out)
 	if ctx.Err() != nil && out.err != nil {
 		errMsg = delegationInterruptMsg
