@@ -51,8 +51,33 @@ func (s *Server) routes() *gin.Engine {
 	admin.DELETE("/org/tokens/:tokenId", s.revokeOrgToken)
 
 	// ---- workspaces, tokens, secrets (§2–§4) ----
+	admin.POST("/workspaces", s.createWorkspace)
+	admin.GET("/workspaces", s.listWorkspaces)
+	ws.GET("", s.getWorkspace)
+	ws.PATCH("", s.patchWorkspace)
+	ws.DELETE("", requireAdmin, s.deleteWorkspace)
+	ws.POST("/restart", s.restartWorkspace)
+	ws.POST("/pause", s.pauseWorkspace)
+	ws.POST("/resume", s.resumeWorkspace)
+	ws.GET("/tokens", s.listWorkspaceTokens)
+	ws.POST("/tokens", s.createWorkspaceToken)
+	ws.DELETE("/tokens/:tokenId", s.revokeWorkspaceToken)
+	ws.GET("/secrets", s.listWorkspaceSecrets)
+	ws.PUT("/secrets", s.putWorkspaceSecret)
+	ws.DELETE("/secrets/:key", s.deleteWorkspaceSecret)
+	admin.GET("/settings/secrets", s.listGlobalSecrets)
+	admin.PUT("/settings/secrets", s.putGlobalSecret)
+	admin.DELETE("/settings/secrets/:key", s.deleteGlobalSecret)
 
 	// ---- registry and liveness (§5) ----
+	// Agent routes: a workspace token, whose workspace the body must name.
+	registry := r.Group("/registry")
+	registry.POST("/register", requireWorkspace, s.registerAgent)
+	registry.POST("/heartbeat", requireWorkspace, s.heartbeat)
+	registry.POST("/update-card", requireWorkspace, s.updateAgentCard)
+	registry.GET("/discover/:id", requireWorkspace, s.discover)
+	registry.GET("/:id/peers", s.workspaceAuth, s.peers)
+	registry.POST("/check-access", requireAny, s.checkAccess)
 
 	// ---- a2a, delegation, budget, metrics, activity (§6–§8, §11) ----
 	// The proxy has its own guard (any workspace token that may talk to
@@ -71,10 +96,16 @@ func (s *Server) routes() *gin.Engine {
 	// ---- provisioning, files, templates, github tokens (§12–§13) ----
 
 	// ---- org templates, plugins, allowlist (§14–§15) ----
+	admin.GET("/org/templates", s.listOrgTemplates)
+	admin.POST("/org/import", s.importOrg)
+	admin.GET("/plugins", s.listPlugins)
+	admin.GET("/orgs/:id/plugins/allowlist", s.getPluginAllowlist)
+	admin.PUT("/orgs/:id/plugins/allowlist", s.putPluginAllowlist)
+	ws.GET("/plugins", s.listWorkspacePlugins)
+	ws.POST("/plugins", s.installPlugin)
+	ws.DELETE("/plugins/:name", s.uninstallPlugin)
 
 	// ---- artifacts (§18) ----
 
-	_ = ws
-	_ = r.Group("/registry")
 	return r
 }

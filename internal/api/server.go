@@ -29,6 +29,8 @@ type Deps struct {
 	Hub       *events.Hub
 	Lifecycle provisioner.Lifecycle
 	Keyring   *secrets.Keyring
+	// Rebuilder serves restart with rebuild_config (nil: answered 503).
+	Rebuilder ConfigRebuilder
 	Redis     *redis.Client // nil when REDIS_URL is unset
 	Loops     *runloop.Runner
 	Metrics   *prometheus.Registry
@@ -47,6 +49,7 @@ type Server struct {
 	hub       *events.Hub
 	lifecycle provisioner.Lifecycle
 	keyring   *secrets.Keyring
+	rebuilder ConfigRebuilder
 	redis     *redis.Client
 	loops     *runloop.Runner
 	registry  *prometheus.Registry
@@ -61,7 +64,7 @@ type Server struct {
 func NewServer(d Deps) (*Server, *gin.Engine) {
 	s := &Server{
 		cfg: d.Config, store: d.Store, auth: d.Auth, events: d.Events, hub: d.Hub,
-		lifecycle: d.Lifecycle, keyring: d.Keyring, redis: d.Redis, loops: d.Loops,
+		lifecycle: d.Lifecycle, keyring: d.Keyring, rebuilder: d.Rebuilder, redis: d.Redis, loops: d.Loops,
 		registry: d.Metrics, log: d.Log, shutdown: d.Shutdown, now: time.Now,
 	}
 	if s.lifecycle == nil {

@@ -48,7 +48,11 @@ type Config struct {
 	OrgTemplatesDir string
 	PluginsDir      string
 	TemplatesDir    string
-	TemplateEnv     []string
+	// PluginGitBaseURL is where github://owner/repo#commit plugin sources
+	// are fetched from (<base>/<owner>/<repo>.git). Tests point it at a
+	// file:// directory of bare repositories.
+	PluginGitBaseURL string
+	TemplateEnv      []string
 
 	RateLimit     int
 	CORSOrigins   []string
@@ -111,6 +115,7 @@ func Load(getenv Getenv) (*Config, error) {
 		OrgTemplatesDir:      p.str("MOLECULE_ORG_TEMPLATES_DIR", "./org-templates"),
 		PluginsDir:           p.str("MOLECULE_PLUGINS_DIR", "./plugins"),
 		TemplatesDir:         p.str("MOLECULE_TEMPLATES_DIR", "./templates"),
+		PluginGitBaseURL:     p.str("MOLECULE_PLUGIN_GIT_BASE_URL", "https://github.com"),
 		TemplateEnv:          p.list("MOLECULE_TEMPLATE_ENV", []string{"WORKSPACE_DIR"}),
 		RateLimit:            p.integer("MOLECULE_RATE_LIMIT", 0),
 		CORSOrigins:          p.list("CORS_ORIGINS", nil),
@@ -167,6 +172,10 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("MOLECULE_PUBLIC_URL", "must be an http(s) URL")
 		}
+	}
+	if u, err := url.Parse(c.PluginGitBaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "file") ||
+		(u.Scheme != "file" && u.Host == "") || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		bad("MOLECULE_PLUGIN_GIT_BASE_URL", "must be an http(s):// or file:// URL without credentials, query or fragment")
 	}
 	switch c.Provisioner {
 	case "", "docker", "controlplane", "none":

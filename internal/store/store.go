@@ -5,8 +5,13 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/golang-migrate/migrate/v4"
@@ -30,6 +35,8 @@ var (
 // Store wraps the pool. It is safe for concurrent use.
 type Store struct {
 	DB *sql.DB
+
+	stmts stmtCache // prepared hot-path statements (heartbeat)
 }
 
 // PoolSize is the number of connections kept open. Idle connections are kept
@@ -155,16 +162,23 @@ func IsUniqueViolation(err error) bool { return PQCode(err) == codeUniqueViolati
 func IsForeignKeyViolation(err error) bool { return PQCode(err) == codeForeignKeyViolation }
 
 // wrap marks connection-level failures as ErrUnavailable so callers can tell
-// "Postgres is down" from "this query is wrong". Postgres errors (which carry
-// a SQLSTATE) and sql.ErrNoRows pass through.
+// "Postgres is down" (503) from "this query is wrong" (500).
 func wrap(err error) error {
-	if err == nil || errors.Is(err, sql.ErrNoRows) || PQCode(err) != "" {
-		return err
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || !isConnectionError(err) {
 		return err
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+func isConnectionError(err error) bool {
+	if code := PQCode(err); code != "" {
+		// Class 08 (connection exception), shutdown, too many connections.
+		return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03" || code == "53300"
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET)
 }
 
 // notFound turns sql.ErrNoRows into ErrNotFound.

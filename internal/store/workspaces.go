@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -191,4 +193,194 @@ func (s *Store) AncestorChains(ctx context.Context, ids ...uuid.UUID) (map[uuid.
 		out[start] = append(out[start], id)
 	}
 	return out, wrap(rows.Err())
+}
+
+// ListWorkspaces returns every non-removed workspace, oldest first (the
+// canvas draws the whole tree from it).
+func (s *Store) ListWorkspaces(ctx context.Context) ([]*Workspace, error) {
+	rows, err := s.DB.QueryContext(ctx,
+		`SELECT `+workspaceColumns+` FROM workspaces WHERE status <> 'removed' ORDER BY created_at, id`)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	out := []*Workspace{}
+	for rows.Next() {
+		w, err := scanWorkspace(rows)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		out = append(out, w)
+	}
+	return out, wrap(rows.Err())
+}
+
+// treeLockKey names the advisory lock that serializes changes to the shape
+// of the tree (re-parenting, cascade removal) against each other and against
+// creating a child, so a cycle check or a subtree walk never works on a
+// tree that another transaction is changing.
+const treeLockKey = 0x6d6f6c74726565 // "moltree"
+
+// LockTreeSharedTx takes the tree lock in shared mode: adding a leaf under
+// a parent never conflicts with another leaf, only with moves and removals.
+func LockTreeSharedTx(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, int64(treeLockKey))
+	return wrap(err)
+}
+
+func lockTreeTx(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(treeLockKey))
+	return wrap(err)
+}
+
+// Errors of UpdateWorkspace the API shows as 400s.
+var (
+	ErrCycle          = errors.New("parent_id would make the workspace its own ancestor")
+	ErrParentNotFound = errors.New("parent workspace not found")
+)
+
+// WorkspacePatch holds the fields a PATCH may change; nil leaves a field
+// alone. ParentID set with ClearParent false moves the workspace under
+// *ParentID; ClearParent makes it a root.
+type WorkspacePatch struct {
+	Name               *string
+	Role               *string
+	X, Y               *float64
+	Collapsed          *bool
+	ParentID           *uuid.UUID
+	ClearParent        bool
+	Tier               *int
+	Runtime            *string
+	WorkspaceDir       *string
+	WorkspaceAccess    *string
+	MaxConcurrentTasks *int
+}
+
+func (p WorkspacePatch) movesParent() bool { return p.ParentID != nil || p.ClearParent }
+
+// UpdateWorkspace applies p and returns the stored row. A move is refused
+// with ErrCycle when the new parent is the workspace or one of its
+// descendants, and ErrParentNotFound when the parent is unknown or removed.
+func (s *Store) UpdateWorkspace(ctx context.Context, id uuid.UUID, p WorkspacePatch) (*Workspace, error) {
+	var out *Workspace
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		if p.movesParent() {
+			if err := lockTreeTx(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if err := lockLiveWorkspace(ctx, tx, id); err != nil {
+			return err
+		}
+		sets := []string{"updated_at = now()"}
+		args := []any{id}
+		add := func(col string, v any) {
+			args = append(args, v)
+			sets = append(sets, col+" = $"+itoa(len(args)))
+		}
+		if p.Name != nil {
+			add("name", *p.Name)
+		}
+		if p.Role != nil {
+			add("role", *p.Role)
+		}
+		if p.X != nil {
+			add("x", *p.X)
+		}
+		if p.Y != nil {
+			add("y", *p.Y)
+		}
+		if p.Collapsed != nil {
+			add("collapsed", *p.Collapsed)
+		}
+		if p.Tier != nil {
+			add("tier", *p.Tier)
+		}
+		if p.Runtime != nil {
+			add("runtime", *p.Runtime)
+		}
+		if p.WorkspaceDir != nil {
+			add("workspace_dir", *p.WorkspaceDir)
+		}
+		if p.WorkspaceAccess != nil {
+			add("workspace_access", *p.WorkspaceAccess)
+		}
+		if p.MaxConcurrentTasks != nil {
+			add("max_concurrent_tasks", *p.MaxConcurrentTasks)
+		}
+		switch {
+		case p.ClearParent:
+			add("parent_id", nil)
+		case p.ParentID != nil:
+			if *p.ParentID == id {
+				return ErrCycle
+			}
+			if err := lockLiveWorkspace(ctx, tx, *p.ParentID); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					return ErrParentNotFound
+				}
+				return err
+			}
+			// The new parent's ancestry must not contain the workspace.
+			var cycle bool
+			if err := tx.QueryRowContext(ctx, `
+				WITH RECURSIVE up AS (
+					SELECT id, parent_id, 0 AS depth FROM workspaces WHERE id = $1
+					UNION ALL
+					SELECT p.id, p.parent_id, up.depth + 1 FROM up JOIN workspaces p ON p.id = up.parent_id
+					WHERE up.depth < 1000
+				)
+				SELECT EXISTS (SELECT 1 FROM up WHERE id = $2)`, *p.ParentID, id).Scan(&cycle); err != nil {
+				return wrap(err)
+			}
+			if cycle {
+				return ErrCycle
+			}
+			add("parent_id", *p.ParentID)
+		}
+		var err error
+		out, err = scanWorkspace(tx.QueryRowContext(ctx, `UPDATE workspaces SET `+strings.Join(sets, ", ")+
+			` WHERE id = $1 RETURNING `+workspaceColumns, args...))
+		return notFound(err)
+	})
+	return out, err
+}
+
+// StatusChange is one workspace's status transition.
+type StatusChange struct {
+	ID       uuid.UUID
+	Name     string
+	External bool
+	Old      string
+	New      string
+}
+
+// SetWorkspaceStatus moves a live workspace to status and returns the
+// transition, in one statement. When from is given the row changes only if
+// its current status is one of them (changed=false otherwise). Unknown or
+// removed → ErrNotFound.
+func (s *Store) SetWorkspaceStatus(ctx context.Context, id uuid.UUID, status string, from ...string) (StatusChange, bool, error) {
+	ch := StatusChange{ID: id, New: status}
+	var updated bool
+	var allowed any
+	if len(from) > 0 {
+		allowed = pqArray(from)
+	}
+	err := s.DB.QueryRowContext(ctx, `
+		WITH old AS (
+			SELECT id, status FROM workspaces WHERE id = $1 AND status <> 'removed' FOR UPDATE
+		), upd AS (
+			UPDATE workspaces w SET status = $2,
+				status_changed_at = CASE WHEN w.status <> $2 THEN now() ELSE w.status_changed_at END,
+				updated_at = now()
+			FROM old WHERE w.id = old.id AND ($3::text[] IS NULL OR old.status = ANY($3::text[]))
+			RETURNING w.id
+		)
+		SELECT old.status, w.name, w.external, EXISTS (SELECT 1 FROM upd)
+		FROM old JOIN workspaces w ON w.id = old.id`, id, status, allowed).
+		Scan(&ch.Old, &ch.Name, &ch.External, &updated)
+	if err != nil {
+		return ch, false, notFound(err)
+	}
+	return ch, updated && ch.Old != status, nil
 }

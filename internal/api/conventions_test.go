@@ -1,0 +1,317 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moleculesai/molecule/internal/api"
+	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/auth"
+	"github.com/moleculesai/molecule/internal/config"
+	"github.com/moleculesai/molecule/internal/events"
+	"github.com/moleculesai/molecule/internal/store"
+	"github.com/moleculesai/molecule/internal/testutil"
+)
+
+func TestRequestIDEchoedOrGenerated(t *testing.T) {
+	in := apptest.Start(t, apptest.Options{})
+	r := in.Do("GET", "/health", "", nil, "X-Request-ID", "trace-abc-123")
+	if got := r.Header.Get("X-Request-ID"); got != "trace-abc-123" {
+		t.Fatalf("echo: %q", got)
+	}
+	r = in.Do("GET", "/no/such/route", "", nil)
+	if len(r.Header.Get("X-Request-ID")) < 16 || r.Status != 404 {
+		t.Fatalf("generated id on a 404: %q %d", r.Header.Get("X-Request-ID"), r.Status)
+	}
+	// A hostile id (header injection attempt, too long) is replaced.
+	r = in.Do("GET", "/health", "", nil, "X-Request-ID", strings.Repeat("x", 300))
+	if len(r.Header.Get("X-Request-ID")) > 128 {
+		t.Fatal("overlong request id echoed")
+	}
+}
+
+func TestBodyCapAndMalformedJSON(t *testing.T) {
+	in := apptest.Start(t, apptest.Options{})
+	big := `{"name":"` + strings.Repeat("a", 1<<20) + `"}`
+	r := in.Do("POST", "/org/tokens", in.Admin, big)
+	if r.Status != 413 || r.Map(t)["code"] != "payload_too_large" {
+		t.Fatalf("oversized body: %d %s", r.Status, r.Body)
+	}
+	// A chunked body (no Content-Length) over the cap fails on read, too.
+	req, _ := http.NewRequest("POST", in.URL+"/org/tokens", io.MultiReader(strings.NewReader(big)))
+	req.ContentLength = -1
+	req.Header.Set("Authorization", "Bearer "+in.Admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Fatalf("chunked oversized body: %d", resp.StatusCode)
+	}
+	for body, want := range map[string]string{
+		`{"name":`:                 "malformed JSON",
+		`not json`:                 "malformed JSON",
+		`{"name": 12}`:             `field "name" must be a string`,
+		`["name"]`:                 "must be a JSON object",
+		``:                         "request body is required",
+		`{"name":"a"} {}`:          "trailing data",
+		`{"name":""}`:              `"name" is required`,
+		"{\"name\":\"a\\u0000b\"}": "NUL",
+	} {
+		r := in.Do("POST", "/org/tokens", in.Admin, body)
+		if r.Status != 400 || !strings.Contains(r.Map(t)["error"].(string), want) {
+			t.Errorf("body %q: %d %s (want 400 with %q)", body, r.Status, r.Body, want)
+		}
+	}
+	// Pagination: negative and non-numeric are 400; over the max clamps.
+	for _, q := range []string{"limit=-1", "limit=abc", "offset=-3", "offset=x"} {
+		if r := in.Do("GET", "/org/tokens?"+q, in.Admin, nil); r.Status != 400 {
+			t.Errorf("?%s: %d", q, r.Status)
+		}
+	}
+	if m := in.Do("GET", "/org/tokens?limit=100000", in.Admin, nil).Map(t); m["limit"].(float64) != 200 {
+		t.Errorf("limit not clamped: %v", m["limit"])
+	}
+}
+
+// An internal error answers the opaque body: driver text never reaches the
+// client, the request id does, and the full error is logged.
+func TestInternalErrorIsOpaque(t *testing.T) {
+	db, mock, err := sqlmock.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mock.MatchExpectationsInOrder(false)
+	leak := `pq: relation "auth_tokens" does not exist at character 42 SELECT secret FROM`
+	mock.ExpectQuery("SELECT").WillReturnError(&net.OpError{Op: "read", Err: errors.New(leak)})
+	mock.ExpectQuery("INSERT INTO auth_tokens").WillReturnError(errors.New(leak))
+
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	cfg, _ := config.Load(config.FromMap(map[string]string{"DATABASE_URL": "postgres://x@localhost/x"}))
+	st := store.New(db)
+	_, h := api.NewServer(api.Deps{Config: cfg, Store: st, Auth: auth.New("admin-token-123", st),
+		Events: events.NewBroadcaster(st, nil, events.NewHub(), log), Hub: events.NewHub(),
+		Metrics: prometheus.NewRegistry(), Log: log})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	req, _ := http.NewRequest("POST", srv.URL+"/org/tokens", strings.NewReader(`{"name":"x"}`))
+	req.Header.Set("Authorization", "Bearer admin-token-123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 500 {
+		t.Fatalf("status %d %s", resp.StatusCode, body)
+	}
+	if strings.Contains(string(body), "pq:") || strings.Contains(string(body), "auth_tokens") || strings.Contains(string(body), "SELECT") {
+		t.Fatalf("driver text leaked: %s", body)
+	}
+	want := regexp.MustCompile(`^\{"code":"internal","error":"internal error","request_id":"[0-9a-f]{24}"\}$`)
+	if !want.Match(body) {
+		t.Fatalf("opaque body: %s", body)
+	}
+	mu.Lock()
+	logged := logs.String()
+	mu.Unlock()
+	if !strings.Contains(logged, "auth_tokens") {
+		t.Fatal("the full error was not logged")
+	}
+
+	// A database error while checking a credential is a 503, never a pass.
+	req, _ = http.NewRequest("GET", srv.URL+"/org/tokens", nil)
+	req.Header.Set("Authorization", "Bearer some-org-token")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("auth lookup failure must be 503, got %d", resp.StatusCode)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// Every route registered in the router has its operation in the OpenAPI
+// document, and every documented operation is routed.
+func TestOpenAPIMatchesRouter(t *testing.T) {
+	in := apptest.Start(t, apptest.Options{})
+	doc, err := api.LoadOpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := doc["paths"].(map[string]any)
+	param := regexp.MustCompile(`[:*]([A-Za-z_]+)`)
+	routed := map[string]bool{}
+	for _, rt := range in.App.Handler.(*gin.Engine).Routes() {
+		p := param.ReplaceAllString(rt.Path, "{$1}")
+		key := strings.ToLower(rt.Method) + " " + p
+		routed[key] = true
+		ops, _ := paths[p].(map[string]any)
+		if _, ok := ops[strings.ToLower(rt.Method)]; !ok {
+			t.Errorf("route %s %s is missing from the OpenAPI document", rt.Method, p)
+		}
+	}
+	for p, v := range paths {
+		for m := range v.(map[string]any) {
+			if m == "parameters" {
+				continue
+			}
+			if !routed[m+" "+p] {
+				t.Errorf("OpenAPI documents %s %s, which the router does not serve", strings.ToUpper(m), p)
+			}
+		}
+	}
+	r := in.Do("GET", "/openapi.json", "", nil)
+	if r.Status != 200 || r.Map(t)["openapi"] != "3.0.3" {
+		t.Fatalf("/openapi.json: %d", r.Status)
+	}
+}
+
+// Readiness turns 503 when Postgres goes away and back to 200 when it
+// returns. The server reaches Postgres through a proxy the test cuts.
+func TestReadinessFollowsPostgres(t *testing.T) {
+	dsn := testutil.NewDatabase(t)
+	proxy := newTCPProxy(t, hostOf(t, dsn))
+	in := apptest.Start(t, apptest.Options{DSN: strings.Replace(dsn, hostOf(t, dsn), proxy.addr(), 1)})
+	if r := in.Do("GET", "/readyz", "", nil); r.Status != 200 {
+		t.Fatalf("ready: %d %s", r.Status, r.Body)
+	}
+	proxy.cut()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := in.Do("GET", "/readyz", "", nil)
+		if r.Status == 503 {
+			if r.Map(t)["code"] != "unavailable" {
+				t.Fatalf("503 body: %s", r.Body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz stayed %d with Postgres gone", r.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := in.Do("GET", "/health", "", nil); r.Status != 200 {
+		t.Fatalf("health depends on nothing: %d", r.Status)
+	}
+	// Auth lookups fail closed while the database is gone.
+	if r := in.Do("GET", "/org/tokens", "some-org-token-value", nil); r.Status != 503 {
+		t.Fatalf("credential check with Postgres down: %d", r.Status)
+	}
+	proxy.restore()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if r := in.Do("GET", "/readyz", "", nil); r.Status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("readyz did not recover")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func hostOf(t *testing.T, dsn string) string {
+	t.Helper()
+	m := regexp.MustCompile(`@([^/]+)/`).FindStringSubmatch(dsn)
+	if m == nil {
+		t.Fatalf("no host in %s", dsn)
+	}
+	return m[1]
+}
+
+// tcpProxy forwards to target until cut, which closes every connection and
+// refuses new ones until restore.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.down {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.mu.Unlock()
+			go p.pipe(c)
+		}
+	}()
+	return p
+}
+
+func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *tcpProxy) pipe(c net.Conn) {
+	u, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(context.Background(), "tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[c], p.conns[u] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	go func() { io.Copy(u, c); u.Close() }()
+	io.Copy(c, u)
+	c.Close()
+}
+
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *tcpProxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
