@@ -27,8 +27,8 @@ import (
 	"github.com/moleculesai/molecule/internal/testutil"
 )
 
-// fakeLifecycle reports a scripted IsRunning and records restarts.
-type fakeLifecycle struct {
+// scriptedLifecycle reports a scripted IsRunning and records restarts.
+type scriptedLifecycle struct {
 	provisioner.Unavailable
 	mu         sync.Mutex
 	running    bool
@@ -37,35 +37,35 @@ type fakeLifecycle struct {
 	provisions []uuid.UUID
 }
 
-func (f *fakeLifecycle) Backend() string { return "fake" }
+func (f *scriptedLifecycle) Backend() string { return "fake" }
 
-func (f *fakeLifecycle) IsRunning(context.Context, uuid.UUID) (bool, error) {
+func (f *scriptedLifecycle) IsRunning(context.Context, uuid.UUID) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.checks++
 	return f.running, f.runErr
 }
 
-func (f *fakeLifecycle) Provision(_ context.Context, id uuid.UUID) error {
+func (f *scriptedLifecycle) Provision(_ context.Context, id uuid.UUID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.provisions = append(f.provisions, id)
 	return nil
 }
 
-func (f *fakeLifecycle) set(running bool, err error) {
+func (f *scriptedLifecycle) set(running bool, err error) {
 	f.mu.Lock()
 	f.running, f.runErr = running, err
 	f.mu.Unlock()
 }
 
-func (f *fakeLifecycle) counts() (int, int) {
+func (f *scriptedLifecycle) counts() (int, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.checks, len(f.provisions)
 }
 
-type harness struct {
+type a2aHarness struct {
 	s     *Server
 	st    *store.Store
 	url   string
@@ -73,8 +73,8 @@ type harness struct {
 	reg   *prometheus.Registry
 }
 
-// newHarness runs a Server (not the whole app) with a scripted provisioner.
-func newHarness(t *testing.T, lc provisioner.Lifecycle) *harness {
+// newA2AHarness runs a Server (not the whole app) with a scripted provisioner.
+func newA2AHarness(t *testing.T, lc provisioner.Lifecycle) *a2aHarness {
 	t.Helper()
 	st := testutil.NewStore(t)
 	cfg, err := config.Load(config.FromMap(map[string]string{"DATABASE_URL": "postgres://unused/db"}))
@@ -94,10 +94,10 @@ func newHarness(t *testing.T, lc provisioner.Lifecycle) *harness {
 	go func() { s.RunBackground(ctx); close(done) }()
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { srv.Close(); cancel(); <-done })
-	return &harness{s: s, st: st, url: srv.URL, admin: admin, reg: reg}
+	return &a2aHarness{s: s, st: st, url: srv.URL, admin: admin, reg: reg}
 }
 
-func (h *harness) workspace(t *testing.T, external bool, url string) uuid.UUID {
+func (h *a2aHarness) workspace(t *testing.T, external bool, url string) uuid.UUID {
 	t.Helper()
 	ctx := context.Background()
 	ws := &store.Workspace{ID: uuid.New(), Name: "w", Status: store.StatusOnline, External: external, URL: url}
@@ -107,7 +107,7 @@ func (h *harness) workspace(t *testing.T, external bool, url string) uuid.UUID {
 	return ws.ID
 }
 
-func (h *harness) call(t *testing.T, id uuid.UUID) (*http.Response, []byte) {
+func (h *a2aHarness) call(t *testing.T, id uuid.UUID) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", h.url+"/workspaces/"+id.String()+"/a2a", bytes.NewBufferString(`{"message":{"parts":[]}}`))
 	req.Header.Set("Authorization", "Bearer "+h.admin)
@@ -120,7 +120,7 @@ func (h *harness) call(t *testing.T, id uuid.UUID) (*http.Response, []byte) {
 	return resp, body
 }
 
-func deadURL(t *testing.T) string {
+func a2aDeadURL(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -131,12 +131,12 @@ func deadURL(t *testing.T) string {
 }
 
 func TestA2ADeadContainerIsRestarted(t *testing.T) {
-	lc := &fakeLifecycle{}
-	h := newHarness(t, lc)
+	lc := &scriptedLifecycle{}
+	h := newA2AHarness(t, lc)
 	ctx := context.Background()
 
 	// Found dead: offline, restarted once, 503 with Retry-After.
-	id := h.workspace(t, false, deadURL(t))
+	id := h.workspace(t, false, a2aDeadURL(t))
 	resp, body := h.call(t, id)
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !bytes.Contains(body, []byte(`"workspace agent unavailable"`)) {
 		t.Fatalf("dead agent: %d %s", resp.StatusCode, body)
@@ -163,7 +163,7 @@ func TestA2ADeadContainerIsRestarted(t *testing.T) {
 
 	// A transient provisioner error never restarts: 502.
 	lc.set(true, errors.New("docker: i/o timeout"))
-	id2 := h.workspace(t, false, deadURL(t))
+	id2 := h.workspace(t, false, a2aDeadURL(t))
 	resp, body = h.call(t, id2)
 	if resp.StatusCode != 502 || !bytes.Contains(body, []byte("upstream_error")) || bytes.Contains(body, []byte("docker")) {
 		t.Fatalf("transient: %d %s", resp.StatusCode, body)
@@ -179,7 +179,7 @@ func TestA2ADeadContainerIsRestarted(t *testing.T) {
 	// External workspaces have no container of ours: never checked.
 	lc.set(false, nil)
 	checks, _ := lc.counts()
-	id3 := h.workspace(t, true, deadURL(t))
+	id3 := h.workspace(t, true, a2aDeadURL(t))
 	if resp, _ := h.call(t, id3); resp.StatusCode != 502 {
 		t.Fatalf("external: %d", resp.StatusCode)
 	}
@@ -187,7 +187,7 @@ func TestA2ADeadContainerIsRestarted(t *testing.T) {
 		t.Fatalf("external workspace was checked (%d→%d) or restarted (%d)", checks, c, p)
 	}
 	// A paused workspace whose container is gone is not restarted.
-	id4 := h.workspace(t, false, deadURL(t))
+	id4 := h.workspace(t, false, a2aDeadURL(t))
 	if _, err := h.st.DB.Exec(`UPDATE workspaces SET status = 'paused' WHERE id = $1`, id4); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestA2ADeadContainerIsRestarted(t *testing.T) {
 // A budget the database cannot give does not block the call; it is
 // logged and counted.
 func TestA2ABudgetCheckErrorLetsCallThrough(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newA2AHarness(t, nil)
 	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
 	}))

@@ -175,3 +175,36 @@ func TestA2ACachesConvergeAcrossReplicas(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The registry's changes reach the proxy at once on this replica: a
+// re-registered URL and a reported monthly_spend.
+func TestA2AFollowsRegistryAtOnce(t *testing.T) {
+	in := apptest.Start(t, apptest.Options{})
+	old, fresh := newAgent(t), newAgent(t)
+	id, tok := in.CreateWorkspaceRow("moving", nil)
+	card := map[string]any{"name": "moving"}
+	reg := func(url string) {
+		t.Helper()
+		if r := in.Do("POST", "/registry/register", tok, map[string]any{"id": id, "url": url, "agent_card": card}); r.Status != 200 {
+			t.Fatalf("register: %d %s", r.Status, r.Body)
+		}
+	}
+	reg(old.URL)
+	if r := in.Do("POST", a2aPath(id), tok, msg("1")); r.Status != 200 || len(old.requests()) != 1 {
+		t.Fatalf("first: %d", r.Status)
+	}
+	reg(fresh.URL)
+	if r := in.Do("POST", a2aPath(id), tok, msg("2")); r.Status != 200 || len(fresh.requests()) != 1 {
+		t.Fatalf("after re-register: %d, new agent got %d", r.Status, len(fresh.requests()))
+	}
+	if r := in.Do("PATCH", "/workspaces/"+id.String()+"/budget", in.Admin, map[string]any{"budget_limit": 1000}); r.Status != 200 {
+		t.Fatal(r.Status)
+	}
+	if r := in.Do("POST", "/registry/heartbeat", tok, map[string]any{"workspace_id": id, "error_rate": 0,
+		"active_tasks": 0, "uptime_seconds": 5, "monthly_spend": 1000}); r.Status != 200 {
+		t.Fatalf("heartbeat: %d %s", r.Status, r.Body)
+	}
+	if r := in.Do("POST", a2aPath(id), tok, msg("3")); r.Status != 402 {
+		t.Fatalf("after reported spend: %d", r.Status)
+	}
+}

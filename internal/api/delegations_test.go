@@ -49,7 +49,7 @@ func waitDelegation(t *testing.T, in *apptest.Instance, ws uuid.UUID, bearer str
 	return d
 }
 
-func storedEvents(t *testing.T, in *apptest.Instance, ws uuid.UUID) []string {
+func eventTypes(t *testing.T, in *apptest.Instance, ws uuid.UUID) []string {
 	t.Helper()
 	rows, err := in.App.Store.DB.QueryContext(context.Background(), `SELECT event_type FROM events WHERE workspace_id = $1 ORDER BY id`, ws)
 	if err != nil {
@@ -99,7 +99,7 @@ func TestDelegation(t *testing.T) {
 		t.Fatalf("the target's agent got: %+v", sent)
 	}
 	eventually(t, "delegation events", func() bool {
-		ev := strings.Join(storedEvents(t, in, a1), ",")
+		ev := strings.Join(eventTypes(t, in, a1), ",")
 		return ev == "DELEGATION_SENT,DELEGATION_COMPLETE"
 	})
 
@@ -153,7 +153,7 @@ func TestDelegation(t *testing.T) {
 		}
 	}
 	eventually(t, "failure event", func() bool {
-		return strings.HasSuffix(strings.Join(storedEvents(t, in, a1), ","), "DELEGATION_FAILED")
+		return strings.HasSuffix(strings.Join(eventTypes(t, in, a1), ","), "DELEGATION_FAILED")
 	})
 	// Over budget fails too.
 	exec(t, in, a2, `UPDATE workspaces SET budget_limit = 0 WHERE id = $1`, a2)

@@ -184,18 +184,6 @@ func inlineTemplate(raw json.RawMessage) ([]byte, error) {
 	}
 }
 
-// platformURL is the URL agents call back, for external connection info.
-func (s *Server) platformURL(c *gin.Context) string {
-	if s.cfg.PublicURL != "" {
-		return s.cfg.PublicURL
-	}
-	scheme := "http"
-	if c.Request.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + c.Request.Host
-}
-
 var scheduleParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
 
 // nextRun is the schedule's next fire time after now in its timezone, or
