@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -178,7 +179,7 @@ func (f *fakeSink) InsertActivities(_ context.Context, rows []store.Activity) er
 func TestRecorderMergesBatchesAndFlushesOnStop(t *testing.T) {
 	sink := &fakeSink{}
 	var flushed atomic.Int64
-	r := NewRecorder(sink, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(),
+	r := NewRecorder(sink, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), Prices{},
 		func(ids []uuid.UUID) { flushed.Add(int64(len(ids))) })
 	r.interval = time.Hour // only Sync and stop flush
 	ctx, cancel := context.WithCancel(context.Background())
@@ -232,7 +233,7 @@ func TestRecorderMergesBatchesAndFlushesOnStop(t *testing.T) {
 
 // A full queue drops instead of blocking the caller.
 func TestRecorderNeverBlocks(t *testing.T) {
-	r := NewRecorder(&fakeSink{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	r := NewRecorder(&fakeSink{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, Prices{}, nil)
 	start := time.Now()
 	for range QueueSize + 100 {
 		r.Activity(store.Activity{ActivityType: "x"})
@@ -242,5 +243,57 @@ func TestRecorderNeverBlocks(t *testing.T) {
 	}
 	if got := testCounter(r.dropped.WithLabelValues("activity")); got != 100 {
 		t.Fatalf("dropped = %v, want 100", got)
+	}
+}
+
+// Calls are metered and logged by the flusher: 2xx answers only, usage
+// read from held answers and from large ones at once, two rows for a
+// workspace caller and one for the user.
+func TestRecorderCalls(t *testing.T) {
+	sink := &fakeSink{}
+	r := NewRecorder(sink, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, Prices{InputPerMTok: 3, OutputPerMTok: 15}, nil)
+	r.interval = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	caller, target := uuid.New(), uuid.New()
+	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	small := []byte(`{"result":{"usage":{"input_tokens":100,"output_tokens":10}}}`)
+	big := []byte(`{"result":{"usage":{"input_tokens":1,"output_tokens":1},"pad":"` + strings.Repeat("a", maxDeferredAnswer) + `"}}`)
+	r.Call(Call{Caller: &caller, Target: target, Method: "message/send", Status: 200, At: at, Metered: true, Answer: small})
+	r.Call(Call{Target: target, Method: "message/send", Status: 200, At: at, Metered: true, Answer: big})
+	r.Call(Call{Caller: &caller, Target: target, Method: "message/send", Status: 500, At: at, Answer: small})
+	r.Call(Call{Caller: &target, Target: target, Status: 403, At: at})
+	if err := r.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.usage) != 1 {
+		t.Fatalf("usage rows: %+v", sink.usage)
+	}
+	u := sink.usage[0]
+	if u.InputTokens != 101 || u.OutputTokens != 11 || u.Calls != 2 || u.CostMicroUSD != 101*3+11*15 {
+		t.Fatalf("metered: %+v", u)
+	}
+	// 2 + 1 + 2 + 1 (a workspace calling itself logs once).
+	if len(sink.acts) != 6 {
+		t.Fatalf("activity rows: %d", len(sink.acts))
+	}
+	first := sink.acts[0]
+	if first.WorkspaceID != target || first.ActivityType != store.ActivityA2AReceive || *first.CallerID != caller ||
+		first.Summary != "message/send from "+caller.String()+": 200" {
+		t.Fatalf("receive row: %+v", first)
+	}
+	if sent := sink.acts[1]; sent.WorkspaceID != caller || sent.ActivityType != store.ActivityA2ASend {
+		t.Fatalf("send row: %+v", sent)
+	}
+	if user := sink.acts[2]; user.CallerID != nil || user.Summary != "message/send from the user: 200" {
+		t.Fatalf("user row: %+v", user)
+	}
+	if last := sink.acts[5]; last.Summary != "unknown from "+target.String()+": 403" {
+		t.Fatalf("denied self row: %+v", last)
 	}
 }

@@ -3,6 +3,7 @@ package a2a
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -36,11 +37,15 @@ type Recorder struct {
 	interval time.Duration
 	batch    int
 
-	mu    sync.Mutex
-	usage map[usageKey]*store.UsageDelta
-	acts  []store.Activity
-	kick  chan struct{}      // cap 1: a batch is full
-	syncs chan chan struct{} // Sync requests
+	prices Prices
+
+	mu          sync.Mutex
+	usage       map[usageKey]*store.UsageDelta
+	acts        []store.Activity
+	calls       []Call
+	answerBytes int                // held in calls, bounded by maxHeldAnswers
+	kick        chan struct{}      // cap 1: a batch is full
+	syncs       chan chan struct{} // Sync requests
 
 	dropped     *prometheus.CounterVec
 	flushErrors *prometheus.CounterVec
@@ -55,10 +60,11 @@ type usageKey struct {
 	day string
 }
 
-// NewRecorder builds a Recorder and registers its metrics on reg.
-func NewRecorder(sink Sink, log *slog.Logger, reg prometheus.Registerer, onUsage func([]uuid.UUID)) *Recorder {
+// NewRecorder builds a Recorder and registers its metrics on reg. Calls
+// are metered at prices.
+func NewRecorder(sink Sink, log *slog.Logger, reg prometheus.Registerer, prices Prices, onUsage func([]uuid.UUID)) *Recorder {
 	r := &Recorder{
-		sink: sink, log: log, onUsage: onUsage,
+		sink: sink, log: log, onUsage: onUsage, prices: prices,
 		interval: 200 * time.Millisecond, batch: 512,
 		usage: map[usageKey]*store.UsageDelta{},
 		kick:  make(chan struct{}, 1), syncs: make(chan chan struct{}),
@@ -81,20 +87,12 @@ func NewRecorder(sink Sink, log *slog.Logger, reg prometheus.Registerer, onUsage
 func (r *Recorder) Usage(d store.UsageDelta) {
 	k := usageKey{d.WorkspaceID, d.Day.UTC().Format(time.DateOnly)}
 	r.mu.Lock()
-	cur, ok := r.usage[k]
-	switch {
-	case ok:
-		cur.InputTokens += d.InputTokens
-		cur.OutputTokens += d.OutputTokens
-		cur.Calls += d.Calls
-		cur.CostMicroUSD += d.CostMicroUSD
-	case len(r.usage) >= QueueSize:
+	if _, ok := r.usage[k]; !ok && len(r.usage) >= QueueSize {
 		r.mu.Unlock()
 		r.dropped.WithLabelValues("usage").Inc()
 		return
-	default:
-		r.usage[k] = &d
 	}
+	mergeUsage(r.usage, d)
 	full := len(r.usage) >= r.batch
 	r.mu.Unlock()
 	if full {
@@ -119,6 +117,123 @@ func (r *Recorder) Activity(rows ...store.Activity) {
 	if full {
 		r.wake()
 	}
+}
+
+// Call is one proxied call as it happened. The flusher meters it and
+// turns it into activity-log rows, so the request path only appends it.
+type Call struct {
+	Caller   *uuid.UUID // nil: the user
+	Target   uuid.UUID
+	Method   string
+	Status   int // the agent's status, or the platform's error status
+	Duration time.Duration
+	At       time.Time
+	// Metered: the agent answered 2xx; Answer holds that answer, whose
+	// usage is read at flush time.
+	Metered bool
+	Answer  []byte
+	usage   *Usage
+}
+
+// Answers up to maxDeferredAnswer bytes are kept for the flusher to
+// meter, up to maxHeldAnswers bytes in all; past either, usage is read at
+// once and the answer let go.
+const (
+	maxDeferredAnswer = 64 << 10
+	maxHeldAnswers    = 32 << 20
+)
+
+// Call records a proxied call; it never blocks on I/O.
+func (r *Recorder) Call(c Call) {
+	if !c.Metered {
+		c.Answer = nil
+	}
+	n := len(c.Answer)
+	r.mu.Lock()
+	if len(r.calls) >= QueueSize {
+		r.mu.Unlock()
+		r.dropped.WithLabelValues("call").Inc()
+		return
+	}
+	hold := n <= maxDeferredAnswer && r.answerBytes+n <= maxHeldAnswers
+	if hold {
+		r.answerBytes += n
+		r.calls = append(r.calls, c)
+	}
+	full := len(r.calls) >= r.batch
+	r.mu.Unlock()
+	if !hold {
+		u := ExtractUsage(c.Answer)
+		c.usage, c.Answer = &u, nil
+		r.mu.Lock()
+		r.calls = append(r.calls, c)
+		r.mu.Unlock()
+	}
+	if full {
+		r.wake()
+	}
+}
+
+// expand meters calls into usage and turns them into activity rows (on
+// the flusher's goroutine). The buffers are already bounded by the calls
+// buffer, so nothing here is dropped.
+func (r *Recorder) expand(calls []Call, usage map[usageKey]*store.UsageDelta, acts []store.Activity) []store.Activity {
+	for i := range calls {
+		c := &calls[i]
+		if c.Metered {
+			u := Usage{}
+			if c.usage != nil {
+				u = *c.usage
+			} else {
+				u = ExtractUsage(c.Answer)
+			}
+			mergeUsage(usage, store.UsageDelta{WorkspaceID: c.Target, Day: c.At, InputTokens: u.InputTokens,
+				OutputTokens: u.OutputTokens, Calls: 1, CostMicroUSD: r.prices.CostMicroUSD(u)})
+		}
+		acts = append(acts, CallActivity(*c)...)
+	}
+	return acts
+}
+
+func mergeUsage(m map[usageKey]*store.UsageDelta, d store.UsageDelta) {
+	k := usageKey{d.WorkspaceID, d.Day.UTC().Format(time.DateOnly)}
+	if cur, ok := m[k]; ok {
+		cur.InputTokens += d.InputTokens
+		cur.OutputTokens += d.OutputTokens
+		cur.Calls += d.Calls
+		cur.CostMicroUSD += d.CostMicroUSD
+		return
+	}
+	m[k] = &d
+}
+
+// CallActivity is the activity-log rows of a call: received in the
+// target's log and, for a workspace caller, sent in the caller's.
+func CallActivity(c Call) []store.Activity {
+	status := c.Status
+	ms := c.Duration.Milliseconds()
+	target := c.Target
+	who := "the user"
+	if c.Caller != nil {
+		who = c.Caller.String()
+	}
+	method := c.Method
+	if method == "" {
+		method = "unknown"
+	}
+	rows := []store.Activity{{
+		WorkspaceID: c.Target, ActivityType: store.ActivityA2AReceive,
+		Summary:  method + " from " + who + ": " + strconv.Itoa(status),
+		CallerID: c.Caller, TargetID: &target, Method: c.Method, StatusCode: &status, DurationMS: &ms, CreatedAt: c.At,
+	}}
+	if c.Caller != nil && *c.Caller != c.Target {
+		rows = append(rows, store.Activity{
+			WorkspaceID: *c.Caller, ActivityType: store.ActivityA2ASend,
+			Summary:  method + " to " + c.Target.String() + ": " + strconv.Itoa(status),
+			CallerID: c.Caller, TargetID: &target, Method: c.Method, StatusCode: &status, DurationMS: &ms, CreatedAt: c.At,
+		})
+	}
+	return rows
 }
 
 func (r *Recorder) wake() {
@@ -174,13 +289,14 @@ func (r *Recorder) Run(ctx context.Context) {
 // logged.
 func (r *Recorder) flush(ctx context.Context) {
 	r.mu.Lock()
-	usage, acts := r.usage, r.acts
-	if len(usage) == 0 && len(acts) == 0 {
+	usage, acts, calls := r.usage, r.acts, r.calls
+	if len(usage) == 0 && len(acts) == 0 && len(calls) == 0 {
 		r.mu.Unlock()
 		return
 	}
-	r.usage, r.acts = map[usageKey]*store.UsageDelta{}, nil
+	r.usage, r.acts, r.calls, r.answerBytes = map[usageKey]*store.UsageDelta{}, nil, nil, 0
 	r.mu.Unlock()
+	acts = r.expand(calls, usage, acts)
 
 	if len(usage) > 0 {
 		deltas := make([]store.UsageDelta, 0, len(usage))

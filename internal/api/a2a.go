@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -101,7 +100,7 @@ func newA2AState(s *Server) *a2aState {
 			return s.store.BudgetState(ctx, id, monthStart(s.now()))
 		},
 	}
-	st.rec = a2a.NewRecorder(s.store, s.log, s.registry, func(ids []uuid.UUID) { st.budgets.Invalidate(ids...) })
+	st.rec = a2a.NewRecorder(s.store, s.log, s.registry, st.prices, func(ids []uuid.UUID) { st.budgets.Invalidate(ids...) })
 	st.bg, st.cancelBg = context.WithCancel(context.Background())
 	s.registry.MustRegister(st.budgetErrors)
 	return st
@@ -426,38 +425,12 @@ func (s *Server) a2aRecord(call *a2aCall, out *a2aOutcome, took time.Duration) {
 	if out.unknown {
 		return
 	}
-	now := s.now()
 	status := out.code()
-	if out.err == nil && status >= 200 && status < 300 {
-		u := a2a.ExtractUsage(out.body)
-		s.a2a.rec.Usage(store.UsageDelta{WorkspaceID: call.target, Day: now, InputTokens: u.InputTokens,
-			OutputTokens: u.OutputTokens, Calls: 1, CostMicroUSD: s.a2a.prices.CostMicroUSD(u)})
-	}
-	ms := took.Milliseconds()
+	ok := out.err == nil && status >= 200 && status < 300
+	s.a2a.rec.Call(a2a.Call{Caller: call.caller, Target: call.target, Method: out.method, Status: status,
+		Duration: took, At: s.now(), Metered: ok, Answer: out.body})
 	target := call.target
-	who := "the user"
-	if call.caller != nil {
-		who = call.caller.String()
-	}
-	method := out.method
-	if method == "" {
-		method = "unknown"
-	}
-	rows := []store.Activity{{
-		WorkspaceID: call.target, ActivityType: store.ActivityA2AReceive,
-		Summary:  fmt.Sprintf("%s from %s: %d", method, who, status),
-		CallerID: call.caller, TargetID: &target, Method: out.method, StatusCode: &status, DurationMS: &ms,
-		CreatedAt: now,
-	}}
-	if call.caller != nil && *call.caller != call.target {
-		rows = append(rows, store.Activity{
-			WorkspaceID: *call.caller, ActivityType: store.ActivityA2ASend,
-			Summary:  fmt.Sprintf("%s to %s: %d", method, call.target, status),
-			CallerID: call.caller, TargetID: &target, Method: out.method, StatusCode: &status, DurationMS: &ms,
-			CreatedAt: now,
-		})
-	}
-	s.a2a.rec.Activity(rows...)
+	ms := took.Milliseconds()
 	if call.caller == nil {
 		payload := gin.H{"method": out.method, "status_code": status, "duration_ms": ms}
 		if out.err != nil {
