@@ -120,7 +120,9 @@ func (s *Server) InvalidateA2A(ids ...uuid.UUID) {
 func (s *Server) InvalidateA2ATree() { s.a2a.routes.InvalidateAll() }
 
 // RecordActivity queues activity-log rows (cron runs, etc.); it never
-// blocks and the rows are written in batches.
+// blocks and the rows are written in batches. Text fields must be valid
+// UTF-8 without NUL and Details valid JSON: a row Postgres refuses fails
+// its whole batch.
 func (s *Server) RecordActivity(rows ...store.Activity) { s.a2a.rec.Activity(rows...) }
 
 // RunBackground runs the proxy's batch writer and the delegation sweep
@@ -144,6 +146,15 @@ func (s *Server) RunBackground(ctx context.Context) {
 	}
 	stopRec()
 	<-recDone
+}
+
+// logText makes client text safe for the activity log (Postgres text
+// holds neither NUL nor invalid UTF-8) and bounds it.
+func logText(s string, n int) string {
+	if len(s) > 4*n {
+		s = s[:4*n]
+	}
+	return preview(sanitize(s), n)
 }
 
 func monthStart(t time.Time) time.Time {
@@ -322,7 +333,7 @@ func (s *Server) a2aAdmit(ctx context.Context, call *a2aCall, route a2aRoute) *a
 	if err != nil {
 		return &a2aOutcome{err: BadRequest("invalid JSON: the body must be a JSON object")}
 	}
-	call.raw, call.method = body, method
+	call.raw, call.method = body, logText(method, 128)
 	if b, err := s.a2a.budgets.Get(ctx, route.ID); err != nil {
 		// A budget we cannot read does not block the call (§6).
 		s.a2a.budgetErrors.Inc()

@@ -36,7 +36,16 @@ func TestActivityRecordsCalls(t *testing.T) {
 	if r := in.Do("POST", a2aPath(a1), in.Admin, msg("user")); r.Status != 200 {
 		t.Fatal(r.Status)
 	}
-	eventually(t, "activity rows", func() bool { return len(listActivity(t, in, a1, "")) == 3 })
+	// A method the log cannot hold as is (NUL, invalid UTF-8) is cleaned,
+	// never a reason to lose the batch.
+	if r := in.Do("POST", a2aPath(a1), tr.tokens["a"], "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\\u0000y\xff\"}"); r.Status != 200 {
+		t.Fatal(r.Status)
+	}
+	eventually(t, "activity rows", func() bool { return len(listActivity(t, in, a1, "")) == 4 })
+	if odd := listActivity(t, in, a1, "?limit=1")[0]; odd.Method != "xy\uFFFD" {
+		t.Fatalf("cleaned method: %q", odd.Method)
+	}
+	exec(t, in, a1, `DELETE FROM activity_log WHERE method LIKE 'xy%' AND target_id = $1`, a1)
 	rows := listActivity(t, in, a1, "")
 	// Newest first: the user's call, the denied cousin, the parent.
 	user, denied, parent := rows[0], rows[1], rows[2]

@@ -2,11 +2,12 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 )
 
 // Activity types the platform writes itself (§11). Agents report others.
@@ -33,11 +34,13 @@ type Activity struct {
 
 const activityColumns = `id, workspace_id, activity_type, summary, caller_id, target_id, method, status_code, duration_ms, details, created_at`
 
-// activityBatch bounds one INSERT's parameters (10 per row, Postgres allows 65535).
-const activityBatch = 1000
+// activityBatch bounds the rows of one INSERT.
+const activityBatch = 5000
 
-// InsertActivities writes rows in multi-row INSERTs. CreatedAt is kept
-// when set (the time of the call, not of the flush).
+// InsertActivities writes rows with one INSERT … SELECT FROM unnest(…)
+// per batch: one array parameter per column is far cheaper to encode and
+// parse than ten parameters per row. CreatedAt is kept when set (the time
+// of the call, not of the flush).
 func (s *Store) InsertActivities(ctx context.Context, rows []Activity) error {
 	for len(rows) > 0 {
 		n := min(len(rows), activityBatch)
@@ -50,32 +53,43 @@ func (s *Store) InsertActivities(ctx context.Context, rows []Activity) error {
 }
 
 func (s *Store) insertActivities(ctx context.Context, rows []Activity) error {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO activity_log (workspace_id, activity_type, summary, caller_id, target_id,
-		method, status_code, duration_ms, details, created_at) VALUES `)
-	args := make([]any, 0, len(rows)*10)
+	n := len(rows)
+	ws, typ, sum, method := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	caller, target := make([]sql.NullString, n), make([]sql.NullString, n)
+	status, dur := make([]sql.NullInt64, n), make([]sql.NullInt64, n)
+	details, at := make([]string, n), make([]string, n)
+	now := time.Now()
 	for i, r := range rows {
-		if i > 0 {
-			b.WriteByte(',')
+		ws[i], typ[i], sum[i], method[i] = r.WorkspaceID.String(), r.ActivityType, r.Summary, r.Method
+		if r.CallerID != nil {
+			caller[i] = sql.NullString{String: r.CallerID.String(), Valid: true}
 		}
-		p := i * 10
-		b.WriteString("($" + itoa(p+1))
-		for j := 2; j <= 10; j++ {
-			b.WriteString(",$" + itoa(p+j))
+		if r.TargetID != nil {
+			target[i] = sql.NullString{String: r.TargetID.String(), Valid: true}
 		}
-		b.WriteByte(')')
-		details := []byte(r.Details)
-		if len(details) == 0 {
-			details = []byte(`{}`)
+		if r.StatusCode != nil {
+			status[i] = sql.NullInt64{Int64: int64(*r.StatusCode), Valid: true}
 		}
-		at := r.CreatedAt
-		if at.IsZero() {
-			at = time.Now()
+		if r.DurationMS != nil {
+			dur[i] = sql.NullInt64{Int64: *r.DurationMS, Valid: true}
 		}
-		args = append(args, r.WorkspaceID, r.ActivityType, r.Summary, nullUUID(r.CallerID), nullUUID(r.TargetID),
-			r.Method, r.StatusCode, r.DurationMS, details, at)
+		details[i] = "{}"
+		if len(r.Details) > 0 {
+			details[i] = string(r.Details)
+		}
+		t := r.CreatedAt
+		if t.IsZero() {
+			t = now
+		}
+		at[i] = t.UTC().Format(time.RFC3339Nano)
 	}
-	_, err := s.DB.ExecContext(ctx, b.String(), args...)
+	_, err := s.DB.ExecContext(ctx, `
+		INSERT INTO activity_log (workspace_id, activity_type, summary, caller_id, target_id,
+			method, status_code, duration_ms, details, created_at)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[],
+			$6::text[], $7::int[], $8::bigint[], $9::jsonb[], $10::timestamptz[])`,
+		pq.Array(ws), pq.Array(typ), pq.Array(sum), pq.Array(caller), pq.Array(target),
+		pq.Array(method), pq.Array(status), pq.Array(dur), pq.Array(details), pq.Array(at))
 	return wrap(err)
 }
 
