@@ -315,3 +315,39 @@ func (p *tcpProxy) restore() {
 	p.down = false
 	p.mu.Unlock()
 }
+
+// MOLECULE_RATE_LIMIT caps requests per minute per principal with a 429
+// rate_limited and Retry-After; another principal has its own budget.
+func TestRateLimit(t *testing.T) {
+	in := apptest.Start(t, apptest.Options{Env: map[string]string{"MOLECULE_RATE_LIMIT": "5"}})
+	for i := range 5 {
+		if r := in.Do("GET", "/admin/liveness", in.Admin, nil); r.Status != 200 {
+			t.Fatalf("request %d: %d", i, r.Status)
+		}
+	}
+	r := in.Do("GET", "/admin/liveness", in.Admin, nil)
+	if r.Status != 429 || r.Map(t)["code"] != "rate_limited" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the limit: %d %s retry-after=%q", r.Status, r.Body, r.Header.Get("Retry-After"))
+	}
+	_, tok := in.CreateWorkspaceRow("w", nil)
+	if r := in.Do("GET", "/admin/liveness", tok, nil); r.Status != 403 {
+		t.Fatalf("another principal has its own budget: %d", r.Status)
+	}
+}
+
+// /metrics exposes request counts and latencies by route.
+func TestPrometheusMetricsByRoute(t *testing.T) {
+	in := apptest.Start(t, apptest.Options{})
+	in.Do("GET", "/org/tokens", in.Admin, nil)
+	r := in.Do("GET", "/metrics", in.Admin, nil)
+	body := string(r.Body)
+	if r.Status != 200 ||
+		!strings.Contains(body, `molecule_http_requests_total{method="GET",route="/org/tokens",status="200"} 1`) ||
+		!strings.Contains(body, `molecule_http_request_duration_seconds_bucket{method="GET",route="/org/tokens"`) {
+		t.Fatalf("metrics: %d\n%.2000s", r.Status, body)
+	}
+	pub := apptest.Start(t, apptest.Options{Env: map[string]string{"MOLECULE_METRICS_PUBLIC": "true"}})
+	if r := pub.Do("GET", "/metrics", "", nil); r.Status != 200 {
+		t.Fatalf("public metrics: %d", r.Status)
+	}
+}

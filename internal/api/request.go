@@ -18,23 +18,12 @@ import (
 // bindJSON decodes the request body into v. Malformed JSON, a wrong type or
 // an empty body is a 400 naming the problem; a body over the cap is a 413.
 // Unknown fields are ignored (§0).
-func bindJSON(c *gin.Context, v any) error {
-	data, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge(mbe.Limit)
-		}
-		return BadRequest("could not read request body")
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return BadRequest("request body is required")
-	}
-	return decodeJSON(data, v)
-}
+func bindJSON(c *gin.Context, v any) error { return bind(c, v, true) }
 
 // bindOptionalJSON is bindJSON for routes whose body may be absent.
-func bindOptionalJSON(c *gin.Context, v any) error {
+func bindOptionalJSON(c *gin.Context, v any) error { return bind(c, v, false) }
+
+func bind(c *gin.Context, v any, required bool) error {
 	data, err := io.ReadAll(c.Request.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -44,6 +33,9 @@ func bindOptionalJSON(c *gin.Context, v any) error {
 		return BadRequest("could not read request body")
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
+		if required {
+			return BadRequest("request body is required")
+		}
 		return nil
 	}
 	return decodeJSON(data, v)

@@ -106,6 +106,11 @@ func (s *Server) routes() *gin.Engine {
 	ws.DELETE("/plugins/:name", s.uninstallPlugin)
 
 	// ---- artifacts (§18) ----
+	art := ws.Group("/artifacts", s.requireArtifacts)
+	art.POST("", s.createArtifact)
+	art.GET("", s.getArtifact)
+	art.POST("/fork", s.forkArtifact)
+	art.POST("/token", s.createArtifactToken)
 
 	return r
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/moleculesai/molecule/internal/artifacts"
 	"github.com/moleculesai/molecule/internal/auth"
 	"github.com/moleculesai/molecule/internal/config"
 	"github.com/moleculesai/molecule/internal/events"
@@ -35,6 +36,10 @@ type Deps struct {
 	Loops     *runloop.Runner
 	Metrics   *prometheus.Registry
 	Log       *slog.Logger
+	// Artifacts is the Cloudflare Artifacts client; nil when
+	// CF_ARTIFACTS_API_TOKEN or CF_ARTIFACTS_NAMESPACE is unset, and then
+	// every artifacts route answers 503 (§18).
+	Artifacts artifacts.Service
 	// Shutdown is closed when the server starts draining, so long-lived
 	// streams (SSE, WebSocket) can end.
 	Shutdown <-chan struct{}
@@ -57,6 +62,7 @@ type Server struct {
 	a2a       *a2aState
 	log       *slog.Logger
 	shutdown  <-chan struct{}
+	artifacts artifacts.Service
 	now       func() time.Time
 }
 
@@ -65,7 +71,7 @@ func NewServer(d Deps) (*Server, *gin.Engine) {
 	s := &Server{
 		cfg: d.Config, store: d.Store, auth: d.Auth, events: d.Events, hub: d.Hub,
 		lifecycle: d.Lifecycle, keyring: d.Keyring, rebuilder: d.Rebuilder, redis: d.Redis, loops: d.Loops,
-		registry: d.Metrics, log: d.Log, shutdown: d.Shutdown, now: time.Now,
+		registry: d.Metrics, log: d.Log, shutdown: d.Shutdown, artifacts: d.Artifacts, now: time.Now,
 	}
 	if s.lifecycle == nil {
 		s.lifecycle = provisioner.Unavailable{}

@@ -22,13 +22,6 @@ func startWS(t *testing.T, env ...string) *apptest.Instance {
 	return apptest.Start(t, apptest.Options{Env: m})
 }
 
-func wantStatus(t *testing.T, r *apptest.Response, status int) {
-	t.Helper()
-	if r.Status != status {
-		t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
-	}
-}
-
 // createExternal creates an external workspace through the API and returns
 // its id and connection token.
 func createExternal(t *testing.T, in *apptest.Instance, name string, parent *uuid.UUID) (uuid.UUID, string) {

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/moleculesai/molecule/internal/api"
+	"github.com/moleculesai/molecule/internal/artifacts"
 	"github.com/moleculesai/molecule/internal/auth"
 	"github.com/moleculesai/molecule/internal/config"
 	"github.com/moleculesai/molecule/internal/events"
@@ -107,10 +108,16 @@ func (a *App) build(ctx context.Context) error {
 	a.Loops = runloop.NewRunner(log)
 	a.Lifecycle = provisioner.Unavailable{}
 
+	var art artifacts.Service // nil: the artifacts routes answer 503
+	if cfg.ArtifactsEnabled() {
+		art = artifacts.New(cfg.CFArtifactsAPIURL, cfg.CFArtifactsNamespace, cfg.CFArtifactsAPIToken, nil)
+		log.Info("cloudflare artifacts enabled", "api_url", cfg.CFArtifactsAPIURL, "namespace", cfg.CFArtifactsNamespace)
+	}
+
 	srv, handler := api.NewServer(api.Deps{
 		Config: cfg, Store: st, Auth: a.Auth, Events: a.Broadcaster, Hub: a.Hub,
 		Lifecycle: a.Lifecycle, Keyring: a.Keyring, Redis: a.Redis, Loops: a.Loops,
-		Metrics: a.Metrics, Log: log, Shutdown: a.shutdown,
+		Metrics: a.Metrics, Log: log, Shutdown: a.shutdown, Artifacts: art,
 	})
 	a.Server, a.Handler = srv, handler
 	return nil

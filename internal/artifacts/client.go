@@ -13,10 +13,12 @@ import (
 )
 
 const (
-	// DefaultBaseURL is the public Cloudflare v4 API root, used when New is
-	// given an empty base URL. Deployments normally set CF_ARTIFACTS_API_URL
+	// DefaultBaseURL is the Artifacts root of the public Cloudflare v4 API,
+	// used when New is given an empty base URL. It is also the default of
+	// CF_ARTIFACTS_API_URL (internal/config refers to this constant, so the
+	// two cannot drift apart). Deployments normally set CF_ARTIFACTS_API_URL
 	// to the account-scoped Artifacts root; see the package doc.
-	DefaultBaseURL = "https://api.cloudflare.com/client/v4"
+	DefaultBaseURL = "https://api.cloudflare.com/client/v4/artifacts"
 
 	// DefaultTimeout bounds a whole request (connect, upload, response) for
 	// the http.Client that New builds when none is given.

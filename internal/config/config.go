@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/moleculesai/molecule/internal/artifacts"
 )
 
 // Config is everything the server reads from its environment.
@@ -128,7 +130,7 @@ func Load(getenv Getenv) (*Config, error) {
 		GitHubInstallationID: getenv("GITHUB_APP_INSTALLATION_ID"),
 		GitHubPrivateKeyFile: getenv("GITHUB_APP_PRIVATE_KEY_FILE"),
 		GitHubAPIURL:         p.str("GITHUB_API_URL", "https://api.github.com"),
-		CFArtifactsAPIURL:    p.str("CF_ARTIFACTS_API_URL", "https://api.cloudflare.com/client/v4/artifacts"),
+		CFArtifactsAPIURL:    p.str("CF_ARTIFACTS_API_URL", artifacts.DefaultBaseURL),
 		CFArtifactsNamespace: getenv("CF_ARTIFACTS_NAMESPACE"),
 		CFArtifactsAPIToken:  getenv("CF_ARTIFACTS_API_TOKEN"),
 		LogLevel:             p.str("LOG_LEVEL", "info"),
@@ -223,6 +225,9 @@ func (c *Config) Validate() error {
 	default:
 		bad("LOG_FORMAT", "must be json or text")
 	}
+	if c.CFArtifactsAPIURL != "" && !validArtifactsURL(c.CFArtifactsAPIURL) {
+		bad("CF_ARTIFACTS_API_URL", "must be an https:// URL (http:// only for a loopback host)")
+	}
 	if c.Provisioner == "controlplane" && c.OrgID == "" {
 		bad("MOLECULE_ORG_ID", "is required with MOLECULE_PROVISIONER=controlplane")
 	}
@@ -232,6 +237,28 @@ func (c *Config) Validate() error {
 // ArtifactsEnabled reports whether both Cloudflare Artifacts variables are set.
 func (c *Config) ArtifactsEnabled() bool {
 	return c.CFArtifactsAPIToken != "" && c.CFArtifactsNamespace != ""
+}
+
+// validArtifactsURL accepts https URLs, and http only for loopback hosts
+// (a local fake or proxy): the Cloudflare API token travels in a header and
+// must not cross a network in clear text.
+func validArtifactsURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		h := u.Hostname()
+		if h == "localhost" {
+			return true
+		}
+		ip := net.ParseIP(h)
+		return ip != nil && ip.IsLoopback()
+	}
+	return false
 }
 
 // parser collects the first parse error, naming the variable.

@@ -114,10 +114,8 @@ func (s *Store) RemoveWorkspaceTree(ctx context.Context, id uuid.UUID, cascade b
 			WHERE workspace_id = ANY($1::uuid[]) AND revoked_at IS NULL`, pqArray(strs)); err != nil {
 			return wrap(err)
 		}
-		// SCHEDULES HOOK: once the schedules table lands (branch orgimport),
-		// call DisableSchedulesTx(ctx, tx, ids) here so the removed
-		// workspaces' schedules stop in this same transaction.
-		return nil
+		// The removed workspaces' schedules stop in this same transaction.
+		return DisableSchedulesTx(ctx, tx, ids)
 	})
 	return out, err
 }
