@@ -86,7 +86,7 @@ func (a *fakeAgent) setHandler(h func(w http.ResponseWriter, r *http.Request, bo
 // exec runs SQL against the instance's database (test setup only) and
 // drops the proxy's cache of the workspace, as the registry does on a
 // change.
-func exec(t *testing.T, in *apptest.Instance, id uuid.UUID, q string, args ...any) {
+func sqlExec(t *testing.T, in *apptest.Instance, id uuid.UUID, q string, args ...any) {
 	t.Helper()
 	if _, err := in.App.Store.DB.ExecContext(context.Background(), q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
@@ -96,7 +96,7 @@ func exec(t *testing.T, in *apptest.Instance, id uuid.UUID, q string, args ...an
 
 func setURL(t *testing.T, in *apptest.Instance, id uuid.UUID, url string) {
 	t.Helper()
-	exec(t, in, id, `UPDATE workspaces SET url = $2 WHERE id = $1`, id, url)
+	sqlExec(t, in, id, `UPDATE workspaces SET url = $2 WHERE id = $1`, id, url)
 }
 
 func msg(text string) map[string]any {

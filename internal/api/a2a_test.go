@@ -159,7 +159,7 @@ func TestA2ACallerIdentity(t *testing.T) {
 	}
 	// A removed workspace is gone for the proxy as soon as the registry
 	// invalidates it.
-	exec(t, in, a1, `UPDATE workspaces SET status = 'removed' WHERE id = $1`, a1)
+	sqlExec(t, in, a1, `UPDATE workspaces SET status = 'removed' WHERE id = $1`, a1)
 	in.App.Server.InvalidateA2ATree()
 	if r := in.Do("POST", a2aPath(a1), in.Admin, msg("x")); r.Status != 404 {
 		t.Fatalf("removed workspace: %d", r.Status)

@@ -45,7 +45,7 @@ func TestActivityRecordsCalls(t *testing.T) {
 	if odd := listActivity(t, in, a1, "?limit=1")[0]; odd.Method != "xy\uFFFD" {
 		t.Fatalf("cleaned method: %q", odd.Method)
 	}
-	exec(t, in, a1, `DELETE FROM activity_log WHERE method LIKE 'xy%' AND target_id = $1`, a1)
+	sqlExec(t, in, a1, `DELETE FROM activity_log WHERE method LIKE 'xy%' AND target_id = $1`, a1)
 	rows := listActivity(t, in, a1, "")
 	// Newest first: the user's call, the denied cousin, the parent.
 	user, denied, parent := rows[0], rows[1], rows[2]

@@ -50,7 +50,7 @@ func TestBudgetFromReportedSpend(t *testing.T) {
 		t.Fatalf("under budget: %d", r.Status)
 	}
 	// The agent reports it spent the limit (heartbeat writes monthly_spend).
-	exec(t, in, target, `UPDATE workspaces SET monthly_spend = 500 WHERE id = $1`, target)
+	sqlExec(t, in, target, `UPDATE workspaces SET monthly_spend = 500 WHERE id = $1`, target)
 	r = in.Do("POST", a2aPath(target), ctok, msg("over"))
 	if r.Status != 402 || string(r.Body) != `{"code":"budget_exceeded","error":"workspace budget limit exceeded"}` {
 		t.Fatalf("over budget: %d %s", r.Status, r.Body)
@@ -86,7 +86,7 @@ func TestBudgetFromReportedSpend(t *testing.T) {
 		t.Fatalf("after clear: %d", r.Status)
 	}
 	// Over budget shows a negative remainder.
-	exec(t, in, target, `UPDATE workspaces SET budget_limit = 100 WHERE id = $1`, target)
+	sqlExec(t, in, target, `UPDATE workspaces SET budget_limit = 100 WHERE id = $1`, target)
 	if b := getBudget(t, in, bpath, in.Admin); *b.BudgetRemaining != -400 {
 		t.Fatalf("negative remainder: %+v", b)
 	}
@@ -165,7 +165,7 @@ func TestA2ACachesConvergeAcrossReplicas(t *testing.T) {
 	}
 	// A new URL on one replica reaches the other within the TTL as well.
 	agent2 := newAgent(t)
-	exec(t, one, id, `UPDATE workspaces SET url = $2, budget_limit = NULL WHERE id = $1`, id, agent2.URL)
+	sqlExec(t, one, id, `UPDATE workspaces SET url = $2, budget_limit = NULL WHERE id = $1`, id, agent2.URL)
 	changed = time.Now()
 	for len(agent2.requests()) == 0 {
 		two.Do("POST", a2aPath(id), tok, msg("where are you"))

@@ -156,14 +156,14 @@ func TestDelegation(t *testing.T) {
 		return strings.HasSuffix(strings.Join(eventTypes(t, in, a1), ","), "DELEGATION_FAILED")
 	})
 	// Over budget fails too.
-	exec(t, in, a2, `UPDATE workspaces SET budget_limit = 0 WHERE id = $1`, a2)
+	sqlExec(t, in, a2, `UPDATE workspaces SET budget_limit = 0 WHERE id = $1`, a2)
 	r = in.Do("POST", dpath, tr.tokens["a1"], map[string]any{"target_id": a2, "task": "too pricey"})
 	r.JSON(t, &ack)
 	if d := waitDelegation(t, in, a1, tr.tokens["a1"], ack.DelegationID); d.Status != "failed" || d.Error != "workspace budget limit exceeded" {
 		t.Fatalf("over-budget delegation: %+v", d)
 	}
 	// An agent's JSON-RPC error fails the delegation with its message.
-	exec(t, in, a2, `UPDATE workspaces SET budget_limit = NULL WHERE id = $1`, a2)
+	sqlExec(t, in, a2, `UPDATE workspaces SET budget_limit = NULL WHERE id = $1`, a2)
 	tr.agent.setHandler(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
 		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"model overloaded"}}`))
 		return true

@@ -81,7 +81,7 @@ func TestMeteringSumsAndClamps(t *testing.T) {
 	}
 	// Days before this month do not count toward the month; earlier days of
 	// it do.
-	exec(t, in, id, `INSERT INTO workspace_token_usage (workspace_id, day, input_tokens, output_tokens, call_count, estimated_cost_usd)
+	sqlExec(t, in, id, `INSERT INTO workspace_token_usage (workspace_id, day, input_tokens, output_tokens, call_count, estimated_cost_usd)
 		VALUES ($1, $2::date - 1, 1, 1, 1, 1.5), ($1, $3::date - 1, 1, 1, 1, 0.25)`, id, first.Format(time.DateOnly), day.Format(time.DateOnly))
 	month = getMetrics(t, in, mpath+"?period=month")
 	wantCalls, wantCost := int64(5), "330.000600"

@@ -92,6 +92,17 @@ func (s *Server) routes() *gin.Engine {
 	ws.POST("/activity", s.postActivity)
 
 	// ---- memory and events (§9–§10) ----
+	ws.GET("/memory", s.listMemory)
+	ws.POST("/memory", s.setMemory)
+	ws.GET("/memory/:key", s.getMemory)
+	ws.DELETE("/memory/:key", s.deleteMemory)
+	ws.GET("/memories", s.searchMemories)
+	ws.POST("/memories", s.commitMemory)
+	ws.DELETE("/memories/:memoryId", s.deleteAgentMemory)
+	ws.GET("/events/stream", s.streamEvents)
+	r.GET("/ws", requireAny, s.eventsSocket)
+	admin.GET("/events", s.listEvents)
+	admin.GET("/events/:workspaceId", s.listWorkspaceEvents)
 
 	// ---- provisioning, files, templates, github tokens (§12–§13) ----
 

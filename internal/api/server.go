@@ -64,6 +64,10 @@ type Server struct {
 	shutdown  <-chan struct{}
 	artifacts artifacts.Service
 	now       func() time.Time
+	wsTree    *treeCache // org tree shared by WebSocket event filters
+	// Stream timings (tests shorten them).
+	streamKeepalive  time.Duration
+	streamWriteLimit time.Duration
 }
 
 // NewServer builds the server and its route table.
@@ -81,6 +85,8 @@ func NewServer(d Deps) (*Server, *gin.Engine) {
 	}
 	s.metrics = newHTTPMetrics(d.Metrics)
 	s.a2a = newA2AState(s)
+	s.wsTree = newTreeCache(d.Store)
+	s.streamKeepalive, s.streamWriteLimit = sseKeepalive, sseWriteLimit
 	return s, s.routes()
 }
 

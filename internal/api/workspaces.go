@@ -357,6 +357,13 @@ func (s *Server) patchWorkspace(c *gin.Context) {
 		s.InvalidateA2ATree() // a move changes the ancestry the proxy checks
 	}
 	needs := updated.Tier != ws.Tier || updated.Runtime != ws.Runtime || updated.WorkspaceDir != ws.WorkspaceDir
+	// The canvas redraws from this, and WebSocket clients re-derive who may
+	// see whose events when the tree changes.
+	s.events.Broadcast(c.Request.Context(), "WORKSPACE_UPDATED", ws.ID, map[string]any{
+		"name": updated.Name, "role": updated.Role, "parent_id": updated.ParentID,
+		"moved": !sameParent(ws.ParentID, updated.ParentID), "x": updated.X, "y": updated.Y,
+		"collapsed": updated.Collapsed, "needs_restart": needs,
+	})
 	v := viewFor(p, updated)
 	v.NeedsRestart = &needs
 	c.JSON(http.StatusOK, v)
@@ -473,4 +480,11 @@ func (s *Server) deleteWorkspace(c *gin.Context) {
 		s.recordTransition(bg, ch, nil)
 	}
 	c.JSON(http.StatusOK, gin.H{"status": store.StatusRemoved, "cascade_deleted": max(len(removed)-1, 0)})
+}
+
+func sameParent(a, b *uuid.UUID) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }

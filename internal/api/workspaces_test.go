@@ -3,9 +3,11 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -447,5 +449,36 @@ func TestWorkspacePatchConcurrentCycle(t *testing.T) {
 		if !(c1 == 200 && c2 == 400 || c1 == 400 && c2 == 200) {
 			t.Fatalf("round %d: statuses %d and %d", round, c1, c2)
 		}
+	}
+}
+
+// A PATCH is announced live (WORKSPACE_UPDATED), with "moved" when the
+// parent changed, so canvases redraw and WebSocket filters refresh.
+func TestPatchBroadcastsUpdate(t *testing.T) {
+	in := apptest.Start(t, apptest.Options{})
+	parent, _ := in.CreateWorkspaceRow("parent", nil)
+	id, tok := in.CreateWorkspaceRow("child", nil)
+	sub := in.App.Hub.SubscribeWorkspace(id, 16)
+	defer sub.Close()
+	wantStatus(t, in.Do("PATCH", "/workspaces/"+id.String(), tok, map[string]any{"name": "renamed", "x": 3}), 200)
+	wantStatus(t, in.Do("PATCH", "/workspaces/"+id.String(), in.Admin, map[string]any{"parent_id": parent.String()}), 200)
+	var got []map[string]any
+	for len(got) < 2 {
+		select {
+		case ev := <-sub.C:
+			if ev.Type != "WORKSPACE_UPDATED" {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal(ev.Payload, &m); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, m)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %d WORKSPACE_UPDATED events, want 2", len(got))
+		}
+	}
+	if got[0]["name"] != "renamed" || got[0]["moved"] != false || got[1]["moved"] != true || got[1]["parent_id"] != parent.String() {
+		t.Fatalf("payloads: %v", got)
 	}
 }

@@ -230,6 +230,7 @@ func (a *App) Run(ctx context.Context) error {
 // startLoops starts the periodic background work.
 func (a *App) startLoops(ctx context.Context) {
 	a.Loops.Start(ctx, runloop.Loop{Name: "token-last-used", Interval: 10 * time.Second, Fn: a.Auth.FlushLastUsed})
+	a.Loops.Start(ctx, runloop.Loop{Name: "retention", Interval: retentionInterval, Fn: a.PruneRetention})
 	// Liveness (§5): both claim rows atomically, safe with several replicas.
 	a.Loops.Start(ctx, runloop.Loop{Name: "liveness-offline", Interval: a.Config.SweepInterval, Fn: a.Server.SweepOffline})
 	a.Loops.Start(ctx, runloop.Loop{Name: "liveness-provision-timeout", Interval: a.Config.SweepInterval, Fn: a.Server.SweepProvisionTimeouts})

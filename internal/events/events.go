@@ -7,6 +7,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -21,6 +22,10 @@ type Event struct {
 	WorkspaceID uuid.UUID       `json:"workspace_id"`
 	Timestamp   time.Time       `json:"timestamp"`
 	Payload     json.RawMessage `json:"payload"`
+
+	// enc caches the wire forms, shared by every copy of the event the hub
+	// hands out, so a fan-out to N subscribers encodes once, not N times.
+	enc *encoding
 }
 
 // Publisher is what the rest of the platform emits events through.
@@ -40,8 +45,9 @@ type Recorder interface {
 }
 
 // Transport carries encoded events between replicas. Publish must deliver
-// to every replica's Run callback, including this one's. Run blocks until
-// ctx ends, re-subscribing after failures.
+// to every replica's Run callback, including this one's, or return an
+// error (then the broadcaster delivers to this replica itself). Run blocks
+// until ctx ends, re-subscribing after failures.
 type Transport interface {
 	Publish(ctx context.Context, data []byte) error
 	Run(ctx context.Context, deliver func(data []byte))
@@ -50,7 +56,7 @@ type Transport interface {
 // Broadcaster implements Publisher over a Recorder, a Transport and a Hub.
 type Broadcaster struct {
 	rec       Recorder
-	transport Transport
+	transport Transport // nil: single node, publish straight into the hub
 	hub       *Hub
 	log       *slog.Logger
 	now       func() time.Time
@@ -59,19 +65,23 @@ type Broadcaster struct {
 var _ Publisher = (*Broadcaster)(nil)
 
 // NewBroadcaster wires the parts. With a nil transport events only reach
-// this process (single node).
+// this process (single node, the in-process bus): publishing hands the
+// event straight to the hub, which never blocks, so Broadcast and Record
+// cannot stall on a full queue or on Run not having started.
 func NewBroadcaster(rec Recorder, transport Transport, hub *Hub, log *slog.Logger) *Broadcaster {
-	if transport == nil {
-		transport = NewLocalTransport()
-	}
 	return &Broadcaster{rec: rec, transport: transport, hub: hub, log: log, now: time.Now}
 }
 
 // Hub returns the local subscriber hub.
 func (b *Broadcaster) Hub() *Hub { return b.hub }
 
-// Run pumps events from the transport into the hub until ctx ends.
+// Run pumps events from the transport into the hub until ctx ends. Without
+// a transport it only waits for ctx.
 func (b *Broadcaster) Run(ctx context.Context) {
+	if b.transport == nil {
+		<-ctx.Done()
+		return
+	}
 	b.transport.Run(ctx, func(data []byte) {
 		var ev Event
 		if err := json.Unmarshal(data, &ev); err != nil {
@@ -82,20 +92,32 @@ func (b *Broadcaster) Run(ctx context.Context) {
 	})
 }
 
+// encodePayload turns a payload into JSON. Raw bytes that are not valid
+// JSON travel as a JSON string rather than breaking the envelope.
 func encodePayload(payload any) json.RawMessage {
+	var raw []byte
 	switch p := payload.(type) {
 	case nil:
 		return json.RawMessage(`{}`)
 	case json.RawMessage:
-		return p
+		raw = p
 	case []byte:
-		return json.RawMessage(p)
+		raw = p
+	default:
+		data, err := json.Marshal(payload)
+		if err != nil {
+			return json.RawMessage(`{}`)
+		}
+		return data
 	}
-	data, err := json.Marshal(payload)
-	if err != nil {
+	if len(raw) == 0 {
 		return json.RawMessage(`{}`)
 	}
-	return data
+	if !json.Valid(raw) {
+		data, _ := json.Marshal(string(raw))
+		return data
+	}
+	return raw
 }
 
 // Record stores then publishes.
@@ -117,45 +139,28 @@ func (b *Broadcaster) Broadcast(ctx context.Context, typ string, wsID uuid.UUID,
 }
 
 func (b *Broadcaster) publish(ctx context.Context, ev Event) {
+	if b.transport == nil {
+		b.hub.Deliver(ev)
+		return
+	}
 	data, err := json.Marshal(ev)
 	if err != nil {
 		b.log.Error("encode event", "event", ev.Type, "err", err)
 		return
 	}
 	if err := b.transport.Publish(ctx, data); err != nil {
-		// The transport is down (Redis unreachable): local subscribers still
-		// get the event; other replicas miss it.
-		b.log.Warn("publish event", "event", ev.Type, "err", err)
-		b.hub.Deliver(ev)
-	}
-}
-
-// LocalTransport is the in-process bus used without Redis.
-type LocalTransport struct {
-	ch chan []byte
-}
-
-// NewLocalTransport makes an in-process transport.
-func NewLocalTransport() *LocalTransport { return &LocalTransport{ch: make(chan []byte, 4096)} }
-
-// Publish queues the event for Run; it never blocks past ctx.
-func (t *LocalTransport) Publish(ctx context.Context, data []byte) error {
-	select {
-	case t.ch <- data:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Run delivers queued events until ctx ends.
-func (t *LocalTransport) Run(ctx context.Context, deliver func([]byte)) {
-	for {
-		select {
-		case <-ctx.Done():
+		if errors.Is(err, ErrNoReceivers) {
+			b.hub.Deliver(ev)
 			return
-		case data := <-t.ch:
-			deliver(data)
 		}
+		// The transport is down (Redis unreachable): local subscribers still
+		// get the event; other replicas miss it (stored events can be
+		// replayed with Last-Event-ID). A publish that timed out but did
+		// reach Redis can be delivered twice here; stored events carry ids
+		// so clients can tell.
+		if !errors.Is(err, ErrRedisDown) {
+			b.log.Warn("publish event", "event", ev.Type, "err", err)
+		}
+		b.hub.Deliver(ev)
 	}
 }

@@ -13,7 +13,8 @@ type Subscription struct {
 	C       <-chan Event
 	ch      chan Event
 	filter  func(Event) bool
-	ws      uuid.UUID // uuid.Nil: all workspaces (filter decides)
+	ws      uuid.UUID
+	global  bool // every workspace (filter decides), not just ws
 	hub     *Hub
 	once    sync.Once
 	dropped bool
@@ -43,26 +44,27 @@ func NewHub() *Hub {
 	return &Hub{byWS: map[uuid.UUID]map[*Subscription]struct{}{}, global: map[*Subscription]struct{}{}}
 }
 
-// SubscribeWorkspace delivers the events of one workspace.
+// SubscribeWorkspace delivers the events of one workspace (uuid.Nil: the
+// events that name no workspace, never everyone's).
 func (h *Hub) SubscribeWorkspace(ws uuid.UUID, buffer int) *Subscription {
-	return h.subscribe(ws, nil, buffer)
+	return h.subscribe(ws, false, nil, buffer)
 }
 
 // SubscribeAll delivers every event accepted by filter (nil: all). The
 // filter runs on the delivering goroutine and must be fast and not block.
 func (h *Hub) SubscribeAll(filter func(Event) bool, buffer int) *Subscription {
-	return h.subscribe(uuid.Nil, filter, buffer)
+	return h.subscribe(uuid.Nil, true, filter, buffer)
 }
 
-func (h *Hub) subscribe(ws uuid.UUID, filter func(Event) bool, buffer int) *Subscription {
+func (h *Hub) subscribe(ws uuid.UUID, global bool, filter func(Event) bool, buffer int) *Subscription {
 	if buffer <= 0 {
 		buffer = 64
 	}
 	ch := make(chan Event, buffer)
-	s := &Subscription{C: ch, ch: ch, filter: filter, ws: ws, hub: h}
+	s := &Subscription{C: ch, ch: ch, filter: filter, ws: ws, global: global, hub: h}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if ws == uuid.Nil {
+	if global {
 		h.global[s] = struct{}{}
 	} else {
 		set := h.byWS[ws]
@@ -78,7 +80,7 @@ func (h *Hub) subscribe(ws uuid.UUID, filter func(Event) bool, buffer int) *Subs
 func (h *Hub) remove(s *Subscription, slow bool) {
 	s.once.Do(func() {
 		h.mu.Lock()
-		if s.ws == uuid.Nil {
+		if s.global {
 			delete(h.global, s)
 		} else if set := h.byWS[s.ws]; set != nil {
 			delete(set, s)
@@ -104,7 +106,12 @@ func (h *Hub) Count() int {
 }
 
 // Deliver hands ev to every interested subscriber without blocking.
+// Subscribers that fall behind (their buffer is full) are closed with
+// Dropped set. Every copy handed out shares one encoding cache.
 func (h *Hub) Deliver(ev Event) {
+	if ev.enc == nil {
+		ev.enc = &encoding{}
+	}
 	var slow []*Subscription
 	h.mu.RLock()
 	for s := range h.byWS[ev.WorkspaceID] {

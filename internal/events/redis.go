@@ -2,7 +2,9 @@ package events
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -10,9 +12,10 @@ import (
 
 // RedisTransport carries events between replicas over Redis pub/sub.
 type RedisTransport struct {
-	rdb     *redis.Client
-	channel string
-	log     *slog.Logger
+	rdb       *redis.Client
+	channel   string
+	log       *slog.Logger
+	downUntil atomic.Int64 // unix nanos; publish fails fast before it
 }
 
 var _ Transport = (*RedisTransport)(nil)
@@ -22,12 +25,36 @@ func NewRedisTransport(rdb *redis.Client, channel string, log *slog.Logger) *Red
 	return &RedisTransport{rdb: rdb, channel: channel, log: log}
 }
 
+// ErrNoReceivers means Redis took the message but no replica (not even
+// this one) was subscribed: our subscription is still starting or
+// re-subscribing after Redis came back, so the caller delivers locally.
+var ErrNoReceivers = errors.New("no replica subscribed to the event channel")
+
+// ErrRedisDown is returned without trying while a recent publish failure
+// is fresh.
+var ErrRedisDown = errors.New("redis recently unreachable")
+
 // Publish sends data to every replica (this one included) with a short
 // deadline, so a hung Redis cannot stall the caller.
+//
+// After a failure Publish fails fast for a second (ErrRedisDown) instead
+// of making every caller wait out the deadline against a hung Redis: the
+// broadcaster then delivers locally at once.
 func (t *RedisTransport) Publish(ctx context.Context, data []byte) error {
+	if time.Now().UnixNano() < t.downUntil.Load() {
+		return ErrRedisDown
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
 	defer cancel()
-	return t.rdb.Publish(ctx, t.channel, data).Err()
+	n, err := t.rdb.Publish(ctx, t.channel, data).Result()
+	if err != nil {
+		t.downUntil.Store(time.Now().Add(time.Second).UnixNano())
+		return err
+	}
+	if n == 0 {
+		return ErrNoReceivers
+	}
+	return nil
 }
 
 // Run subscribes and delivers until ctx ends; after a lost connection it
