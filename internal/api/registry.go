@@ -97,6 +97,7 @@ func (s *Server) registerAgent(c *gin.Context) {
 		Fail(c, &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "registration failed", Err: err})
 		return
 	}
+	s.InvalidateA2A(id) // the proxy uses the new URL at once
 	if ch.New == store.StatusOnline {
 		s.recordTransition(c.Request.Context(), ch, map[string]any{"url": req.URL})
 	}
@@ -187,6 +188,9 @@ func (s *Server) heartbeat(c *gin.Context) {
 	if err != nil {
 		Fail(c, err)
 		return
+	}
+	if spend > 0 {
+		s.a2a.budgets.Invalidate(id) // a new reported spend applies to the next call
 	}
 	s.events.Broadcast(ctx, "WORKSPACE_HEARTBEAT", id, map[string]any{
 		"status": res.Status, "active_tasks": req.ActiveTasks, "current_task": req.CurrentTask,

@@ -80,6 +80,16 @@ func (s *Server) routes() *gin.Engine {
 	registry.POST("/check-access", requireAny, s.checkAccess)
 
 	// ---- a2a, delegation, budget, metrics, activity (§6–§8, §11) ----
+	// The proxy has its own guard (any workspace token that may talk to
+	// :id, or an admin principal) and loads nothing per call (a2a.go).
+	r.POST("/workspaces/:id/a2a", bodyLimit(a2aMaxRequest), s.proxyA2A)
+	ws.GET("/budget", s.getBudget)
+	ws.PATCH("/budget", requireAdmin, s.patchBudget)
+	ws.GET("/metrics", s.getMetrics)
+	ws.POST("/delegate", s.delegate)
+	ws.GET("/delegations", s.listDelegations)
+	ws.GET("/activity", s.listActivity)
+	ws.POST("/activity", s.postActivity)
 
 	// ---- memory and events (§9–§10) ----
 	ws.GET("/memory", s.listMemory)

@@ -62,6 +62,7 @@ type Server struct {
 	loops     *runloop.Runner
 	registry  *prometheus.Registry
 	metrics   *httpMetrics
+	a2a       *a2aState
 	log       *slog.Logger
 	shutdown  <-chan struct{}
 	artifacts artifacts.Service
@@ -86,6 +87,7 @@ func NewServer(d Deps) (*Server, *gin.Engine) {
 		s.shutdown = make(chan struct{})
 	}
 	s.metrics = newHTTPMetrics(d.Metrics)
+	s.a2a = newA2AState(s)
 	s.wsTree = newTreeCache(d.Store)
 	s.streamKeepalive, s.streamWriteLimit = sseKeepalive, sseWriteLimit
 	return s, s.routes()

@@ -353,6 +353,9 @@ func (s *Server) patchWorkspace(c *gin.Context) {
 		Fail(c, err)
 		return
 	}
+	if req.ParentID != nil {
+		s.InvalidateA2ATree() // a move changes the ancestry the proxy checks
+	}
 	needs := updated.Tier != ws.Tier || updated.Runtime != ws.Runtime || updated.WorkspaceDir != ws.WorkspaceDir
 	// The canvas redraws from this, and WebSocket clients re-derive who may
 	// see whose events when the tree changes.
@@ -466,6 +469,7 @@ func (s *Server) deleteWorkspace(c *gin.Context) {
 		return
 	}
 	s.auth.Invalidate()
+	s.InvalidateA2ATree()
 	bg := context.WithoutCancel(ctx)
 	for _, ch := range removed {
 		if !ch.External {

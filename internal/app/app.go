@@ -198,6 +198,10 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopLoops()
 	go a.Broadcaster.Run(loopCtx)
 	a.startLoops(loopCtx)
+	// The API's background work (A2A metering and activity batches,
+	// delegations) ends after the HTTP drain and writes what is left.
+	bgDone := make(chan struct{})
+	go func() { a.Server.RunBackground(loopCtx); close(bgDone) }()
 
 	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	errc := make(chan error, 1)
@@ -216,6 +220,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	stopLoops()
+	<-bgDone
 	a.Loops.Wait()
 	// Last-use times batched in memory are written before the pool closes.
 	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)

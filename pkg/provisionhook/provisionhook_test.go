@@ -254,12 +254,17 @@ func TestRunHonoursContext(t *testing.T) {
 		}
 	})
 	t.Run("mutator sees the deadline", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		// The deadline is far enough that it cannot pass before the
+		// mutator runs on a loaded machine; the mutator reports it expired.
+		want := time.Now().Add(time.Minute)
+		ctx, cancel := context.WithDeadline(context.Background(), want)
 		defer cancel()
 		r := provisionhook.NewRegistry()
 		r.Register(&funcMutator{name: "slow", fn: func(ctx context.Context, _ provisionhook.WorkspaceInfo, _ map[string]string) error {
-			<-ctx.Done()
-			return ctx.Err()
+			if dl, ok := ctx.Deadline(); !ok || !dl.Equal(want) {
+				t.Errorf("mutator saw deadline %v (set: %v), want %v", dl, ok, want)
+			}
+			return context.DeadlineExceeded
 		}})
 		err := r.Run(ctx, testWS, map[string]string{})
 		var me *provisionhook.MutatorError

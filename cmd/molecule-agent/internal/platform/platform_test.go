@@ -262,6 +262,20 @@ func TestRegistrationWithoutTokenKeepsRetrying(t *testing.T) {
 	tok.mu.Lock()
 	tok.tok, tok.err = "tok", nil
 	tok.mu.Unlock()
+	// The loop may have retried again before it saw the token; keep taking
+	// its waits so a full buffer never blocks it (the clock fires at once,
+	// so on a loaded machine it can retry many times).
+	drained := make(chan struct{})
+	defer close(drained)
+	go func() {
+		for {
+			select {
+			case <-clk.waits:
+			case <-drained:
+				return
+			}
+		}
+	}()
 	if reg := <-f.registers; reg.ID != "ws-1" {
 		t.Errorf("reg = %+v", reg)
 	}
