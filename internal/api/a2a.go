@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,6 +40,7 @@ const (
 type a2aRoute struct {
 	store.A2ARoute
 	urlErr error
+	target a2a.Target // the parsed URL, when urlErr is nil
 }
 
 // a2aState is the proxy's cached view of workspaces and its background
@@ -51,10 +51,12 @@ type a2aRoute struct {
 type a2aState struct {
 	routes  *a2a.Cache[uuid.UUID, a2aRoute]
 	budgets *a2a.Cache[uuid.UUID, store.BudgetState]
-	client  *http.Client
-	policy  a2a.Policy
-	prices  a2a.Prices
-	rec     *a2a.Recorder
+	// upstream calls agents (a pooled HTTP/1.1 client on the caller's
+	// goroutine; https through an http.Client on the policy's transport).
+	upstream *a2a.Upstream
+	policy   a2a.Policy
+	prices   a2a.Prices
+	rec      *a2a.Recorder
 
 	budgetErrors prometheus.Counter
 
@@ -74,12 +76,12 @@ func newA2AState(s *Server) *a2aState {
 			Help: "Budget checks that could not read the database; the call went ahead.",
 		}),
 	}
-	st.client = &http.Client{
+	st.upstream = a2a.NewUpstream(st.policy, &http.Client{
 		Transport: st.policy.Transport(),
 		// An agent's redirect is its answer, passed back as it came; the
 		// proxy never follows it somewhere else.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	}, a2a.UpstreamOptions{})
 	st.routes = &a2a.Cache[uuid.UUID, a2aRoute]{
 		TTL: a2aCacheTTL, Keep: a2a.KeepErr(store.ErrNotFound), Max: 100_000,
 		Load: func(ctx context.Context, id uuid.UUID) (a2aRoute, error) {
@@ -90,6 +92,9 @@ func newA2AState(s *Server) *a2aState {
 			out := a2aRoute{A2ARoute: r}
 			if r.URL != "" {
 				out.urlErr = st.policy.CheckURL(r.URL)
+				if out.urlErr == nil {
+					out.target, out.urlErr = a2a.ParseTarget(r.URL)
+				}
 			}
 			return out, nil
 		},
@@ -146,6 +151,7 @@ func (s *Server) RunBackground(ctx context.Context) {
 	}
 	stopRec()
 	<-recDone
+	s.a2a.upstream.CloseIdle()
 }
 
 // logText makes client text safe for the activity log (Postgres text
@@ -212,7 +218,7 @@ func (s *Server) proxyA2A(c *gin.Context) {
 		return
 	}
 	call := &a2aCall{caller: caller, target: target, raw: raw, timeout: timeout,
-		requestID: c.GetString(requestIDContextKey), log: logger(c)}
+		requestID: c.GetString(requestIDContextKey), log: lazyLogger(c)}
 	out, took := s.a2aCall(c.Request.Context(), call)
 	if out.err != nil {
 		if out.retryAfter != "" {
@@ -257,8 +263,8 @@ type a2aCall struct {
 	raw       []byte // the request body as received
 	timeout   time.Duration
 	requestID string
-	log       *slog.Logger
-	method    string // set by a2aAdmit
+	log       func() *slog.Logger // built on first use
+	method    string              // set by a2aAdmit
 	// admitted, when set, runs once access, budget and routing passed,
 	// just before the agent is called (delegations mark themselves
 	// dispatched there).
@@ -334,7 +340,7 @@ func (s *Server) a2aAdmit(ctx context.Context, call *a2aCall, route a2aRoute) *a
 	if b, err := s.a2a.budgets.Get(ctx, route.ID); err != nil {
 		// A budget we cannot read does not block the call (§6).
 		s.a2a.budgetErrors.Inc()
-		call.log.Error("a2a budget check failed; call allowed", "workspace_id", route.ID, "err", err)
+		call.log().Error("a2a budget check failed; call allowed", "workspace_id", route.ID, "err", err)
 	} else if b.Exceeded() {
 		return &a2aOutcome{method: method, err: newErr(http.StatusPaymentRequired, CodeBudgetExceeded, "workspace budget limit exceeded")}
 	}
@@ -355,36 +361,27 @@ func (s *Server) a2aForward(ctx context.Context, call *a2aCall, route a2aRoute) 
 	method := call.method
 	ctx, cancel := context.WithTimeout(ctx, call.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.URL, bytes.NewReader(call.raw))
-	if err != nil {
-		return &a2aOutcome{method: method, err: &Error{Status: http.StatusBadGateway, Code: CodeUpstream,
-			Message: "workspace agent address is not allowed", Err: err}}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
+	h := make(http.Header, 4)
+	h["Content-Type"] = jsonHeader
+	h["Accept"] = jsonHeader
 	if call.caller != nil {
-		req.Header.Set("X-Workspace-ID", call.caller.String())
+		h["X-Workspace-Id"] = []string{call.caller.String()}
 	}
 	if call.requestID != "" {
-		req.Header.Set("X-Request-ID", call.requestID)
+		h["X-Request-Id"] = []string{call.requestID}
 	}
-	resp, err := s.a2a.client.Do(req)
+	ans, err := s.a2a.upstream.Post(ctx, route.target, h, call.raw, a2aMaxResponse)
+	if errors.Is(err, a2a.ErrAnswerTooLarge) {
+		return &a2aOutcome{method: method, err: newErr(http.StatusBadGateway, CodeUpstream, "workspace agent answer exceeds 10 MiB")}
+	}
 	if err != nil {
 		return s.a2aFailure(ctx, call, route, method, err)
 	}
-	defer resp.Body.Close()
-	if resp.ContentLength > a2aMaxResponse {
-		return &a2aOutcome{method: method, err: newErr(http.StatusBadGateway, CodeUpstream, "workspace agent answer exceeds 10 MiB")}
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, a2aMaxResponse+1))
-	if err != nil {
-		return s.a2aFailure(ctx, call, route, method, err)
-	}
-	if len(body) > a2aMaxResponse {
-		return &a2aOutcome{method: method, err: newErr(http.StatusBadGateway, CodeUpstream, "workspace agent answer exceeds 10 MiB")}
-	}
-	return &a2aOutcome{method: method, status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: body}
+	return &a2aOutcome{method: method, status: ans.Status, contentType: ans.ContentType, body: ans.Body}
 }
+
+// jsonHeader is shared by every call's header map; nothing modifies it.
+var jsonHeader = []string{"application/json"}
 
 // a2aFailure classifies a failed call: our deadline → 504; the caller
 // gone → nothing to answer; a refused address → 502; otherwise the agent
@@ -415,13 +412,13 @@ func (s *Server) a2aFailure(ctx context.Context, call *a2aCall, route a2aRoute, 
 	}
 	changed, uerr := s.store.MarkWorkspaceOfflineIfLive(cctx, route.ID)
 	if uerr != nil {
-		call.log.Error("mark dead agent's workspace offline", "workspace_id", route.ID, "err", uerr)
+		call.log().Error("mark dead agent's workspace offline", "workspace_id", route.ID, "err", uerr)
 	}
 	s.InvalidateA2A(route.ID)
 	if changed {
 		_, _ = s.events.Record(cctx, "WORKSPACE_OFFLINE", route.ID, gin.H{"reason": "agent container not running"})
 		if perr := s.lifecycle.Provision(cctx, route.ID); perr != nil {
-			call.log.Error("restart dead agent", "workspace_id", route.ID, "err", perr)
+			call.log().Error("restart dead agent", "workspace_id", route.ID, "err", perr)
 		}
 	}
 	return &a2aOutcome{method: method, retryAfter: a2aRetryRestarting, err: Unavailable("workspace agent unavailable")}

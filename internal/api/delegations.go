@@ -145,13 +145,14 @@ func (s *Server) runDelegation(d store.Delegation, log *slog.Logger) {
 		}},
 	})
 	source := d.SourceID
+	dlog := s.log.With("delegation_id", d.ID)
 	call := &a2aCall{caller: &source, target: d.TargetID, raw: msg, timeout: a2aDefaultTimeout,
-		requestID: "delegation-" + d.ID.String(), log: s.log.With("delegation_id", d.ID)}
+		requestID: "delegation-" + d.ID.String(), log: func() *slog.Logger { return dlog }}
 	call.admitted = func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if _, err := s.store.UpdateDelegation(uctx, d.ID, store.DelegationDispatched, "", ""); err != nil {
-			call.log.Error("mark delegation dispatched", "err", err)
+			call.log().Error("mark delegation dispatched", "err", err)
 		}
 	}
 	out, took := s.a2aCall(ctx, call)

@@ -34,9 +34,32 @@ const (
 // SessionCookie is the canvas session cookie (§1).
 const SessionCookie = "molecule_session"
 
+// requestLogger is the request's logger, built on first use: most
+// requests log nothing, and slog.With pre-formats its attributes.
+type requestLogger struct {
+	base *slog.Logger
+	id   string
+	once sync.Once
+	l    *slog.Logger
+}
+
+func (r *requestLogger) get() *slog.Logger {
+	r.once.Do(func() { r.l = r.base.With("request_id", r.id) })
+	return r.l
+}
+
+// lazyLogger returns a function giving the request's logger, for work
+// that may or may not log.
+func lazyLogger(c *gin.Context) func() *slog.Logger {
+	if l, ok := c.Get(loggerKey); ok {
+		return l.(*requestLogger).get
+	}
+	return slog.Default
+}
+
 func logger(c *gin.Context) *slog.Logger {
 	if l, ok := c.Get(loggerKey); ok {
-		return l.(*slog.Logger)
+		return l.(*requestLogger).get()
 	}
 	return slog.Default()
 }
@@ -60,7 +83,7 @@ func (s *Server) requestID(c *gin.Context) {
 	}
 	c.Set(requestIDContextKey, id)
 	c.Header("X-Request-ID", id)
-	c.Set(loggerKey, s.log.With("request_id", id))
+	c.Set(loggerKey, &requestLogger{base: s.log, id: id})
 	c.Next()
 }
 
@@ -107,6 +130,9 @@ func (s *Server) observe(c *gin.Context) {
 	lvl := slog.LevelDebug
 	if status >= 500 {
 		lvl = slog.LevelWarn
+	}
+	if !s.log.Enabled(c.Request.Context(), lvl) {
+		return
 	}
 	logger(c).Log(c.Request.Context(), lvl, "request", "method", c.Request.Method, "route", route,
 		"status", status, "duration_ms", elapsed.Milliseconds())
