@@ -25,8 +25,15 @@ const DefaultMethod = "message/send"
 //
 // The body is returned unchanged (same bytes) when nothing had to change.
 func Normalize(body []byte) (out []byte, method string, err error) {
-	// The common case (a complete JSON-RPC request from an agent) is
-	// decided with small struct decodes; no map is built.
+	if m, ok := normalizeFast(body); ok {
+		return body, m, nil
+	}
+	return normalizeDecode(body)
+}
+
+// normalizeDecode is Normalize by decoding: small struct decodes decide;
+// a map is built only when something must change.
+func normalizeDecode(body []byte) (out []byte, method string, err error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, "", ErrInvalidJSON
