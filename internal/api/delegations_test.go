@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 type delegation struct {
@@ -37,7 +38,7 @@ func listDelegations(t *testing.T, in *apptest.Instance, ws uuid.UUID, bearer st
 func waitDelegation(t *testing.T, in *apptest.Instance, ws uuid.UUID, bearer string, id uuid.UUID) delegation {
 	t.Helper()
 	var d delegation
-	eventually(t, "delegation to finish", func() bool {
+	kit.Eventually(t, "delegation to finish", func() bool {
 		for _, x := range listDelegations(t, in, ws, bearer) {
 			if x.DelegationID == id {
 				d = x
@@ -98,14 +99,14 @@ func TestDelegation(t *testing.T) {
 	if sent == nil || sent.Header.Get("X-Workspace-ID") != a1.String() || sent.Body["method"] != "message/send" {
 		t.Fatalf("the target's agent got: %+v", sent)
 	}
-	eventually(t, "delegation events", func() bool {
+	kit.Eventually(t, "delegation events", func() bool {
 		ev := strings.Join(eventTypes(t, in, a1), ",")
 		return ev == "DELEGATION_SENT,DELEGATION_COMPLETE"
 	})
 
 	// Self-delegation: 400 before any other work (even with a bad task).
 	r = in.Do("POST", dpath, tr.tokens["a1"], map[string]any{"target_id": a1, "task": 42})
-	if e, _ := errBody(t, r); r.Status != 400 || e != "self-delegation not permitted" {
+	if e, _ := r.ErrorBody(t); r.Status != 400 || e != "self-delegation not permitted" {
 		t.Fatalf("self: %d %s", r.Status, r.Body)
 	}
 
@@ -152,7 +153,7 @@ func TestDelegation(t *testing.T) {
 			t.Fatal("a forbidden delegation reached the agent")
 		}
 	}
-	eventually(t, "failure event", func() bool {
+	kit.Eventually(t, "failure event", func() bool {
 		return strings.HasSuffix(strings.Join(eventTypes(t, in, a1), ","), "DELEGATION_FAILED")
 	})
 	// Over budget fails too.
@@ -210,7 +211,7 @@ func TestDelegationSurvivesClientDisconnect(t *testing.T) {
 	}
 	resp.Body.Close()
 	cancel() // the client is gone
-	eventually(t, "dispatch", func() bool { return len(agent.requests()) == 1 })
+	kit.Eventually(t, "dispatch", func() bool { return len(agent.requests()) == 1 })
 	close(gate)
 	list := listDelegations(t, in, src, stok)
 	d := waitDelegation(t, in, src, stok, list[0].DelegationID)

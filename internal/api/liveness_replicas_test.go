@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 // Two server replicas on one database sweep concurrently; each stale
@@ -43,7 +44,7 @@ func TestLivenessSweepTwoReplicas(t *testing.T) {
 		}
 		return c
 	}
-	waitForLong(t, "all swept", func() bool { return count("WORKSPACE_OFFLINE") >= n && count("WORKSPACE_PROVISION_FAILED") >= n })
+	kit.EventuallyWithin(t, 15*time.Second, "all swept", func() bool { return count("WORKSPACE_OFFLINE") >= n && count("WORKSPACE_PROVISION_FAILED") >= n })
 	time.Sleep(300 * time.Millisecond) // a few more sweeps on both replicas
 	for typ, ids := range map[string][]uuid.UUID{"WORKSPACE_OFFLINE": stale, "WORKSPACE_PROVISION_FAILED": stuck} {
 		for _, id := range ids {

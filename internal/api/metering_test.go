@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 type metrics struct {
@@ -68,7 +69,7 @@ func TestMeteringSumsAndClamps(t *testing.T) {
 	}
 	wantIn := int64(100 + 10_000_000)
 	wantOut := int64(20 + 10_000_000 + 10_000_000)
-	eventually(t, "metered calls", func() bool { return getMetrics(t, in, mpath).TotalCalls == 5 })
+	kit.Eventually(t, "metered calls", func() bool { return getMetrics(t, in, mpath).TotalCalls == 5 })
 	m = getMetrics(t, in, mpath)
 	// $3 / $15 per million: 10,000,100 × 3 + 20,000,020 × 15 µ$.
 	if m.InputTokens != wantIn || m.OutputTokens != wantOut || m.Cost != "330.000600" {
@@ -129,7 +130,7 @@ func TestBudgetFromMeteredSpend(t *testing.T) {
 			t.Fatalf("call %d: %d %s", i, r.Status, r.Body)
 		}
 		want := int64(18_000 * (i + 1))
-		eventually(t, "metered spend", func() bool { return getBudget(t, in, bpath, tok).MonthlySpend == want })
+		kit.Eventually(t, "metered spend", func() bool { return getBudget(t, in, bpath, tok).MonthlySpend == want })
 	}
 	r := in.Do("POST", a2aPath(id), tok, msg("one more"))
 	if r.Status != 402 {

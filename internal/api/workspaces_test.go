@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 // startWS boots a server with the test defaults (no provisioner).
@@ -311,8 +312,8 @@ func TestWorkspaceDelete(t *testing.T) {
 	if live != 0 {
 		t.Fatalf("%d tokens of removed workspaces still live", live)
 	}
-	waitFor(t, "WORKSPACE_REMOVED", func() bool {
-		ev := storedEvents(t, in.App.Store, b)
+	kit.Eventually(t, "WORKSPACE_REMOVED", func() bool {
+		ev := kit.EventTypes(t, in.App.Store.DB, b)
 		return len(ev) > 0 && ev[len(ev)-1] == "WORKSPACE_REMOVED"
 	})
 	// A leaf needs no confirmation.
