@@ -59,9 +59,7 @@ func TestA2ADeadContainerIsRestarted(t *testing.T) {
 	if p := lc.Total("provision"); p != 1 {
 		t.Fatalf("%d restarts, want 1", p)
 	}
-	var n int
-	_ = h.Store.DB.QueryRow(`SELECT count(*) FROM events WHERE workspace_id = $1 AND event_type = 'WORKSPACE_OFFLINE'`, id).Scan(&n)
-	if n != 1 {
+	if n := kit.Count(t, h.Store.DB, "events", "workspace_id = $1 AND event_type = 'WORKSPACE_OFFLINE'", id); n != 1 {
 		t.Fatalf("%d WORKSPACE_OFFLINE events", n)
 	}
 	// Already offline: answered 503 again, but restarted only once.

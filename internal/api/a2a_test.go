@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 // The tree:
@@ -389,9 +389,7 @@ func TestA2AResponseEvent(t *testing.T) {
 		t.Fatalf("agent call emitted %s", ev.Type)
 	case <-time.After(300 * time.Millisecond):
 	}
-	var n int
-	_ = in.App.Store.DB.QueryRowContext(context.Background(), `SELECT count(*) FROM events WHERE event_type = 'A2A_RESPONSE'`).Scan(&n)
-	if n != 0 {
+	if n := kit.Count(t, in.App.Store.DB, "events", "event_type = 'A2A_RESPONSE'"); n != 0 {
 		t.Fatalf("A2A_RESPONSE stored %d times", n)
 	}
 }

@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"sync"
 	"testing"
 
 	"github.com/moleculesai/molecule/internal/apptest"
@@ -19,4 +21,22 @@ func wantStatus(t *testing.T, r *apptest.Response, status int) map[string]any {
 		_ = json.Unmarshal(r.Body, &m)
 	}
 	return m
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -146,9 +146,7 @@ func TestRegisterAndHeartbeat(t *testing.T) {
 		t.Fatal(got[0].Type)
 	}
 	// Heartbeats are not stored; transitions are.
-	var stored int
-	_ = h.Store.DB.QueryRow(`SELECT count(*) FROM events WHERE event_type IN ('WORKSPACE_HEARTBEAT','TASK_UPDATED')`).Scan(&stored)
-	if stored != 0 {
+	if stored := kit.Count(t, h.Store.DB, "events", "event_type IN ('WORKSPACE_HEARTBEAT','TASK_UPDATED')"); stored != 0 {
 		t.Fatalf("%d heartbeat events stored", stored)
 	}
 	ev := kit.EventTypes(t, h.Store.DB, id)
