@@ -13,13 +13,7 @@ import (
 
 func listActivity(t *testing.T, in *apptest.Instance, ws uuid.UUID, query string) []store.Activity {
 	t.Helper()
-	r := in.Do("GET", "/workspaces/"+ws.String()+"/activity"+query, in.Admin, nil)
-	if r.Status != 200 {
-		t.Fatalf("activity: %d %s", r.Status, r.Body)
-	}
-	var out []store.Activity
-	r.JSON(t, &out)
-	return out
+	return kit.As[[]store.Activity](t, in.Do("GET", "/workspaces/"+ws.String()+"/activity"+query, in.Admin, nil), 200)
 }
 
 // Every proxied call lands in both workspaces' logs: caller, target,

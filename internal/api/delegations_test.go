@@ -26,13 +26,7 @@ type delegation struct {
 
 func listDelegations(t *testing.T, in *apptest.Instance, ws uuid.UUID, bearer string) []delegation {
 	t.Helper()
-	r := in.Do("GET", "/workspaces/"+ws.String()+"/delegations", bearer, nil)
-	if r.Status != 200 {
-		t.Fatalf("list delegations: %d %s", r.Status, r.Body)
-	}
-	var out []delegation
-	r.JSON(t, &out)
-	return out
+	return kit.As[[]delegation](t, in.Do("GET", "/workspaces/"+ws.String()+"/delegations", bearer, nil), 200)
 }
 
 func waitDelegation(t *testing.T, in *apptest.Instance, ws uuid.UUID, bearer string, id uuid.UUID) delegation {
@@ -48,22 +42,6 @@ func waitDelegation(t *testing.T, in *apptest.Instance, ws uuid.UUID, bearer str
 		return false
 	})
 	return d
-}
-
-func eventTypes(t *testing.T, in *apptest.Instance, ws uuid.UUID) []string {
-	t.Helper()
-	rows, err := in.App.Store.DB.QueryContext(context.Background(), `SELECT event_type FROM events WHERE workspace_id = $1 ORDER BY id`, ws)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		_ = rows.Scan(&s)
-		out = append(out, s)
-	}
-	return out
 }
 
 func TestDelegation(t *testing.T) {
@@ -100,7 +78,7 @@ func TestDelegation(t *testing.T) {
 		t.Fatalf("the target's agent got: %+v", sent)
 	}
 	kit.Eventually(t, "delegation events", func() bool {
-		ev := strings.Join(eventTypes(t, in, a1), ",")
+		ev := strings.Join(kit.EventTypes(t, in.App.Store.DB, a1), ",")
 		return ev == "DELEGATION_SENT,DELEGATION_COMPLETE"
 	})
 
@@ -154,7 +132,7 @@ func TestDelegation(t *testing.T) {
 		}
 	}
 	kit.Eventually(t, "failure event", func() bool {
-		return strings.HasSuffix(strings.Join(eventTypes(t, in, a1), ","), "DELEGATION_FAILED")
+		return strings.HasSuffix(strings.Join(kit.EventTypes(t, in.App.Store.DB, a1), ","), "DELEGATION_FAILED")
 	})
 	// Over budget fails too.
 	sqlExec(t, in, a2, `UPDATE workspaces SET budget_limit = 0 WHERE id = $1`, a2)

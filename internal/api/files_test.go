@@ -9,16 +9,15 @@ import (
 	"testing"
 
 	"github.com/moleculesai/molecule/internal/api"
-	"github.com/moleculesai/molecule/internal/apptest"
 	"github.com/moleculesai/molecule/internal/provisioner"
 	"github.com/moleculesai/molecule/internal/provisioner/provisionertest"
+	"github.com/moleculesai/molecule/internal/store"
 )
 
 func TestFilesAPI(t *testing.T) {
 	logs := &syncBuffer{}
 	fake := provisionertest.New()
 	ts := api.NewTestServer(t, api.TestServerOptions{Env: map[string]string{"ADMIN_TOKEN": "admin-files"}, Lifecycle: fake, Log: logs})
-	st := ts.Store
 	// doRaw sends the path as it is ("..", "//", NUL) and no body when body is "".
 	doRaw := func(method, path, bearer, body string) (int, string) {
 		t.Helper()
@@ -29,14 +28,10 @@ func TestFilesAPI(t *testing.T) {
 		r := ts.Serve(method, path, bearer, b)
 		return r.Status, string(r.Body)
 	}
-	wsID, tok := apptest.CreateWorkspace(t, st, "files", nil)
-	_, other := apptest.CreateWorkspace(t, st, "other", nil)
-	extID, extTok := apptest.CreateWorkspace(t, st, "external", nil)
-	// CreateWorkspace makes external rows; the files API serves provisioned
-	// workspaces, so make "files" one.
-	if _, err := st.DB.Exec(`UPDATE workspaces SET external = false WHERE id = $1`, wsID); err != nil {
-		t.Fatal(err)
-	}
+	// The files API serves provisioned workspaces: "files" is one.
+	wsID, tok := ts.Workspace(&store.Workspace{Name: "files"})
+	_, other := ts.Workspace(&store.Workspace{Name: "other", External: true})
+	extID, extTok := ts.Workspace(&store.Workspace{Name: "external", External: true})
 	base := "/workspaces/" + wsID.String() + "/files"
 	fake.SetFile(wsID, "config.yaml", []byte("name: \"x\"\n"))
 	fake.SetFile(wsID, "bin.dat", []byte{0xff, 0x00, 0xfe})

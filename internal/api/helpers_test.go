@@ -13,9 +13,7 @@ import (
 // decoded as an object (nil when it is not one).
 func wantStatus(t *testing.T, r *apptest.Response, status int) map[string]any {
 	t.Helper()
-	if r.Status != status {
-		t.Fatalf("status = %d, want %d: %s", r.Status, status, r.Body)
-	}
+	r.Expect(t, status)
 	var m map[string]any
 	if len(r.Body) > 0 {
 		_ = json.Unmarshal(r.Body, &m)

@@ -27,6 +27,25 @@ type Response struct {
 	Status int
 	Header http.Header
 	Body   []byte
+	// Request is "METHOD path" of the request, for failure messages.
+	Request string
+}
+
+// Expect fails the test unless r has the status, and returns r.
+func (r *Response) Expect(t testing.TB, status int) *Response {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("%s: status %d, want %d: %s", r.Request, r.Status, status, r.Body)
+	}
+	return r
+}
+
+// As fails the test unless r has the status, and decodes its body as a T.
+func As[T any](t testing.TB, r *Response, status int) T {
+	t.Helper()
+	var v T
+	r.Expect(t, status).JSON(t, &v)
+	return v
 }
 
 // JSON decodes the body into v, failing the test on error.
@@ -104,7 +123,7 @@ func Do(t testing.TB, base, method, path, bearer string, body any, headers ...st
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data, Request: method + " " + path}
 }
 
 // Serve runs a request (see NewRequest) through h in process. The path is
@@ -119,7 +138,7 @@ func Serve(t testing.TB, h http.Handler, method, path, bearer string, body any, 
 	req.RemoteAddr = "192.0.2.1:1234" // as httptest.NewRequest
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	return &Response{Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	return &Response{Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes(), Request: method + " " + path}
 }
 
 // Eventually polls cond (work done after the response, in the background)
