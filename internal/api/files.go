@@ -205,28 +205,39 @@ func (s *Server) writeFileSet(c *gin.Context) {
 		Fail(c, err)
 		return
 	}
-	if len(body.Files) == 0 {
-		Fail(c, BadRequest(`field "files" must hold at least one file`))
+	files, err := cleanFileSet(body.Files, maxFilesPerWrite)
+	if err != nil {
+		Fail(c, err)
 		return
 	}
-	if len(body.Files) > maxFilesPerWrite {
-		Fail(c, BadRequest(fmt.Sprintf("at most %d files per request", maxFilesPerWrite)))
-		return
+	s.writeFiles(c, files)
+}
+
+// cleanFileSet confines every path of a {relpath: content} body to the
+// config volume: 1..max files, each naming a file, no two paths that clean
+// to the same one.
+func cleanFileSet(in map[string]string, max int) (map[string][]byte, error) {
+	if len(in) == 0 {
+		return nil, BadRequest(`field "files" must hold at least one file`)
 	}
-	files := make(map[string][]byte, len(body.Files))
-	for k, v := range body.Files {
+	if len(in) > max {
+		return nil, BadRequest(fmt.Sprintf(`field "files" may hold at most %d files`, max))
+	}
+	files := make(map[string][]byte, len(in)+1)
+	for k, v := range in {
 		p, err := configPath(k)
 		if err != nil {
-			Fail(c, err)
-			return
+			return nil, err
 		}
 		if p == "" {
-			Fail(c, BadRequest("every path must name a file"))
-			return
+			return nil, BadRequest("every path must name a file")
+		}
+		if _, dup := files[p]; dup {
+			return nil, BadRequest(fmt.Sprintf("two paths clean to %q", p))
 		}
 		files[p] = []byte(v)
 	}
-	s.writeFiles(c, files)
+	return files, nil
 }
 
 func (s *Server) writeFiles(c *gin.Context, files map[string][]byte) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/moleculesai/molecule/internal/provisioner/provisionertest"
 	"github.com/moleculesai/molecule/internal/store"
+	"github.com/moleculesai/molecule/internal/testutil"
 )
 
 // pluginFixtures makes a plugins dir: hello (valid), evil (a symlink to
@@ -39,9 +40,7 @@ func pluginFixtures(t *testing.T) string {
 // returns the file:// base URL and two commits (skills/s.md = v1, v2).
 func gitFixture(t *testing.T) (string, string, string) {
 	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
+	testutil.NeedCommand(t, "git")
 	dir := t.TempDir()
 	work := filepath.Join(dir, "work")
 	git := func(args ...string) string {

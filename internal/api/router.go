@@ -80,9 +80,10 @@ func (s *Server) routes() *gin.Engine {
 	registry.POST("/check-access", requireAny, s.checkAccess)
 
 	// ---- a2a, delegation, budget, metrics, activity (§6–§8, §11) ----
-	// The proxy has its own guard (any workspace token that may talk to
-	// :id, or an admin principal) and loads nothing per call (a2a.go).
-	r.POST("/workspaces/:id/a2a", bodyLimit(a2aMaxRequest), s.proxyA2A)
+	// The proxy is outside WorkspaceAuth: any authenticated principal may
+	// call, and the handler admits a workspace token only when it may talk
+	// to :id (§6); it loads nothing from the database per call (a2a.go).
+	r.POST("/workspaces/:id/a2a", requireAny, bodyLimit(a2aMaxRequest), s.proxyA2A)
 	ws.GET("/budget", s.getBudget)
 	ws.PATCH("/budget", requireAdmin, s.patchBudget)
 	ws.GET("/metrics", s.getMetrics)

@@ -126,25 +126,12 @@ func (s *Store) DeleteAgentMemory(ctx context.Context, ws, id uuid.UUID) error {
 // TeamCandidates returns ws's team before access filtering: itself, its
 // parent, its parent's other children and its own children (non-removed).
 func (s *Store) TeamCandidates(ctx context.Context, ws uuid.UUID) ([]uuid.UUID, error) {
-	rows, err := s.DB.QueryContext(ctx, `
+	return queryIDs(ctx, s.DB, `
 		WITH me AS (SELECT id, parent_id FROM workspaces WHERE id = $1)
 		SELECT w.id FROM workspaces w, me
 		WHERE w.status <> 'removed'
 		  AND (w.id = me.id OR w.id = me.parent_id OR w.parent_id = me.id
 		       OR (me.parent_id IS NOT NULL AND w.parent_id = me.parent_id))`, ws)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer rows.Close()
-	var out []uuid.UUID
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			return nil, wrap(err)
-		}
-		out = append(out, id)
-	}
-	return out, wrap(rows.Err())
 }
 
 // WorkspaceParents returns every non-removed workspace with its parent

@@ -66,43 +66,21 @@ func (s *Store) ClaimDeadWorkspace(ctx context.Context, id uuid.UUID) (bool, err
 // should be running (online or degraded) — the ones the container watch
 // checks.
 func (s *Store) LiveProvisionedWorkspaces(ctx context.Context, limit int) ([]uuid.UUID, error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT id FROM workspaces
+	return queryIDs(ctx, s.DB, `SELECT id FROM workspaces
 		WHERE NOT external AND status IN ('online', 'degraded') ORDER BY updated_at LIMIT $1`, limit)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer rows.Close()
-	var out []uuid.UUID
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			return nil, wrap(err)
-		}
-		out = append(out, id)
-	}
-	return out, wrap(rows.Err())
 }
 
 // LiveWorkspaceIDs returns which of ids exist and are not removed.
 func (s *Store) LiveWorkspaceIDs(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error) {
-	strs := make([]string, len(ids))
-	for i, id := range ids {
-		strs[i] = id.String()
-	}
-	rows, err := s.DB.QueryContext(ctx, `SELECT id FROM workspaces WHERE id = ANY($1::uuid[]) AND status <> 'removed'`, pqArray(strs))
+	live, err := queryIDs(ctx, s.DB, `SELECT id FROM workspaces WHERE id = ANY($1::uuid[]) AND status <> 'removed'`, uuidArray(ids))
 	if err != nil {
-		return nil, wrap(err)
+		return nil, err
 	}
-	defer rows.Close()
-	out := make(map[uuid.UUID]bool, len(ids))
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			return nil, wrap(err)
-		}
+	out := make(map[uuid.UUID]bool, len(live))
+	for _, id := range live {
 		out[id] = true
 	}
-	return out, wrap(rows.Err())
+	return out, nil
 }
 
 // TryAdvisoryLock runs fn while holding the transaction-level advisory lock

@@ -120,11 +120,7 @@ func DisableSchedulesTx(ctx context.Context, tx *sql.Tx, wsIDs []uuid.UUID) erro
 	if len(wsIDs) == 0 {
 		return nil
 	}
-	strs := make([]string, len(wsIDs))
-	for i, id := range wsIDs {
-		strs[i] = id.String()
-	}
 	_, err := tx.ExecContext(ctx, `UPDATE workspace_schedules SET enabled = false, next_run_at = NULL, updated_at = now()
-		WHERE workspace_id = ANY($1::uuid[]) AND (enabled OR next_run_at IS NOT NULL)`, pqArray(strs))
+		WHERE workspace_id = ANY($1::uuid[]) AND (enabled OR next_run_at IS NOT NULL)`, uuidArray(wsIDs))
 	return wrap(err)
 }

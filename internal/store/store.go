@@ -17,6 +17,7 @@ import (
 	"github.com/golang-migrate/migrate/v4"
 	"github.com/golang-migrate/migrate/v4/database/postgres"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
+	"github.com/google/uuid"
 	"github.com/lib/pq"
 
 	"github.com/moleculesai/molecule/migrations"
@@ -187,6 +188,35 @@ func notFound(err error) error {
 		return ErrNotFound
 	}
 	return wrap(err)
+}
+
+// uuidArray passes ids as a Postgres uuid[] parameter.
+func uuidArray(ids []uuid.UUID) any { return pq.Array(uuidStrings(ids)) }
+
+func uuidStrings(ids []uuid.UUID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
+}
+
+// queryIDs runs a query whose rows are single ids.
+func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]uuid.UUID, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	var out []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, wrap(err)
+		}
+		out = append(out, id)
+	}
+	return out, wrap(rows.Err())
 }
 
 // querier is what both *sql.DB and *sql.Tx offer, so row helpers serve both.

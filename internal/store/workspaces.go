@@ -166,10 +166,6 @@ func pqArray(v []string) any { return pq.Array(v) }
 // over non-removed workspaces, in one query. An unknown or removed id gets
 // no entry.
 func (s *Store) AncestorChains(ctx context.Context, ids ...uuid.UUID) (map[uuid.UUID][]uuid.UUID, error) {
-	strs := make([]string, len(ids))
-	for i, id := range ids {
-		strs[i] = id.String()
-	}
 	rows, err := s.DB.QueryContext(ctx, `
 		WITH RECURSIVE up AS (
 			SELECT w.id AS start, w.id, w.parent_id, 0 AS depth
@@ -179,7 +175,7 @@ func (s *Store) AncestorChains(ctx context.Context, ids ...uuid.UUID) (map[uuid.
 			FROM up JOIN workspaces p ON p.id = up.parent_id
 			WHERE up.depth < 64
 		)
-		SELECT start, id FROM up ORDER BY start, depth`, pqArray(strs))
+		SELECT start, id FROM up ORDER BY start, depth`, uuidArray(ids))
 	if err != nil {
 		return nil, wrap(err)
 	}

@@ -80,7 +80,7 @@ func (s *Store) RemoveWorkspaceTree(ctx context.Context, id uuid.UUID, cascade b
 			}
 			return &HasChildrenError{Children: children, Descendants: len(ids) - 1}
 		}
-		strs := uuidStrings(ids)
+		arr := uuidArray(ids)
 		rows, err := tx.QueryContext(ctx, `
 			WITH old AS (
 				SELECT id, status FROM workspaces WHERE id = ANY($1::uuid[]) AND status <> 'removed' FOR UPDATE
@@ -88,7 +88,7 @@ func (s *Store) RemoveWorkspaceTree(ctx context.Context, id uuid.UUID, cascade b
 			UPDATE workspaces w SET status = 'removed', removed_at = now(), status_changed_at = now(),
 				updated_at = now(), url = ''
 			FROM old WHERE w.id = old.id
-			RETURNING w.id, w.name, w.external, old.status`, pqArray(strs))
+			RETURNING w.id, w.name, w.external, old.status`, arr)
 		if err != nil {
 			return wrap(err)
 		}
@@ -111,7 +111,7 @@ func (s *Store) RemoveWorkspaceTree(ctx context.Context, id uuid.UUID, cascade b
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE auth_tokens SET revoked_at = now()
-			WHERE workspace_id = ANY($1::uuid[]) AND revoked_at IS NULL`, pqArray(strs)); err != nil {
+			WHERE workspace_id = ANY($1::uuid[]) AND revoked_at IS NULL`, arr); err != nil {
 			return wrap(err)
 		}
 		// The removed workspaces' schedules stop in this same transaction.
@@ -176,12 +176,4 @@ func (s *Store) setTreeStatus(ctx context.Context, id uuid.UUID, newStatus, wher
 		return nil
 	})
 	return out, err
-}
-
-func uuidStrings(ids []uuid.UUID) []string {
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = id.String()
-	}
-	return out
 }
