@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,11 @@ type Instance struct {
 	URL   string
 	Admin string // the admin bearer
 	DSN   string
+
+	stop    context.CancelFunc
+	done    chan error
+	stopped sync.Once
+	runErr  error
 }
 
 // Options tune Start.
@@ -91,18 +97,29 @@ func Start(t testing.TB, opts Options) *Instance {
 		cancel()
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	in := &Instance{t: t, App: a, URL: "http://" + ln.Addr().String(), Admin: a.AdminToken(), DSN: dsn,
+		stop: cancel, done: make(chan error, 1)}
+	go func() { in.done <- a.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("server did not shut down")
-		}
+		in.Stop()
 		a.Close()
 	})
-	return &Instance{t: t, App: a, URL: "http://" + ln.Addr().String(), Admin: a.AdminToken(), DSN: dsn}
+	return in
+}
+
+// Stop shuts the server down as SIGTERM would (drain requests and streams,
+// stop loops, flush batched writes) and returns what Run returned. It is
+// safe to call more than once; the test's cleanup calls it too.
+func (in *Instance) Stop() error {
+	in.stopped.Do(func() {
+		in.stop()
+		select {
+		case in.runErr = <-in.done:
+		case <-time.After(30 * time.Second):
+			in.t.Errorf("server did not shut down")
+		}
+	})
+	return in.runErr
 }
 
 // Response is a decoded answer (see kit.Response).
