@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -104,22 +103,3 @@ func msg(text string) map[string]any {
 }
 
 func a2aPath(id uuid.UUID) string { return "/workspaces/" + id.String() + "/a2a" }
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func errBody(t *testing.T, r *apptest.Response) (string, string) {
-	t.Helper()
-	var e struct{ Error, Code string }
-	r.JSON(t, &e)
-	return e.Error, e.Code
-}

@@ -3,121 +3,31 @@ package api
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/moleculesai/molecule/internal/auth"
-	"github.com/moleculesai/molecule/internal/config"
-	"github.com/moleculesai/molecule/internal/events"
-	"github.com/moleculesai/molecule/internal/provisioner"
-	"github.com/moleculesai/molecule/internal/runloop"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
+	"github.com/moleculesai/molecule/internal/provisioner/provisionertest"
 	"github.com/moleculesai/molecule/internal/store"
-	"github.com/moleculesai/molecule/internal/testutil"
 )
 
-// scriptedLifecycle reports a scripted IsRunning and records restarts.
-type scriptedLifecycle struct {
-	provisioner.Unavailable
-	mu         sync.Mutex
-	running    bool
-	runErr     error
-	checks     int
-	provisions []uuid.UUID
-}
-
-func (f *scriptedLifecycle) Backend() string { return "fake" }
-
-func (f *scriptedLifecycle) IsRunning(context.Context, uuid.UUID) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.checks++
-	return f.running, f.runErr
-}
-
-func (f *scriptedLifecycle) Provision(_ context.Context, id uuid.UUID) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.provisions = append(f.provisions, id)
-	return nil
-}
-
-func (f *scriptedLifecycle) set(running bool, err error) {
-	f.mu.Lock()
-	f.running, f.runErr = running, err
-	f.mu.Unlock()
-}
-
-func (f *scriptedLifecycle) counts() (int, int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.checks, len(f.provisions)
-}
-
-type a2aHarness struct {
-	s     *Server
-	st    *store.Store
-	url   string
-	admin string
-	reg   *prometheus.Registry
-}
-
-// newA2AHarness runs a Server (not the whole app) with a scripted provisioner.
-func newA2AHarness(t *testing.T, lc provisioner.Lifecycle) *a2aHarness {
+// a2aWorkspace inserts an online workspace whose agent is at url.
+func a2aWorkspace(t *testing.T, h *TestServer, external bool, url string) uuid.UUID {
 	t.Helper()
-	st := testutil.NewStore(t)
-	cfg, err := config.Load(config.FromMap(map[string]string{"DATABASE_URL": "postgres://unused/db"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	admin := "admin-" + uuid.NewString()
-	hub := events.NewHub()
-	br := events.NewBroadcaster(st, nil, hub, log)
-	reg := prometheus.NewRegistry()
-	s, h := NewServer(Deps{Config: cfg, Store: st, Auth: auth.New(admin, st), Events: br, Hub: hub,
-		Lifecycle: lc, Metrics: reg, Log: log, Loops: runloop.NewRunner(log)})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go br.Run(ctx)
-	go func() { s.RunBackground(ctx); close(done) }()
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() { srv.Close(); cancel(); <-done })
-	return &a2aHarness{s: s, st: st, url: srv.URL, admin: admin, reg: reg}
+	id, _ := h.Workspace(&store.Workspace{Name: "w", External: external, URL: url})
+	return id
 }
 
-func (h *a2aHarness) workspace(t *testing.T, external bool, url string) uuid.UUID {
-	t.Helper()
-	ctx := context.Background()
-	ws := &store.Workspace{ID: uuid.New(), Name: "w", Status: store.StatusOnline, External: external, URL: url}
-	if err := h.st.Tx(ctx, func(tx *sql.Tx) error { return store.InsertWorkspaceTx(ctx, tx, ws) }); err != nil {
-		t.Fatal(err)
-	}
-	return ws.ID
-}
-
-func (h *a2aHarness) call(t *testing.T, id uuid.UUID) (*http.Response, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", h.url+"/workspaces/"+id.String()+"/a2a", bytes.NewBufferString(`{"message":{"parts":[]}}`))
-	req.Header.Set("Authorization", "Bearer "+h.admin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, body
+// callA2A sends an A2A message to the workspace as the admin.
+func callA2A(h *TestServer, id uuid.UUID) *kit.Response {
+	return h.Do("POST", "/workspaces/"+id.String()+"/a2a", h.Admin, `{"message":{"parts":[]}}`)
 }
 
 func a2aDeadURL(t *testing.T) string {
@@ -131,71 +41,70 @@ func a2aDeadURL(t *testing.T) string {
 }
 
 func TestA2ADeadContainerIsRestarted(t *testing.T) {
-	lc := &scriptedLifecycle{}
-	h := newA2AHarness(t, lc)
+	lc := provisionertest.New()
+	lc.SetRunning(false, nil)
+	h := NewTestServer(t, TestServerOptions{Lifecycle: lc, Background: true})
 	ctx := context.Background()
 
 	// Found dead: offline, restarted once, 503 with Retry-After.
-	id := h.workspace(t, false, a2aDeadURL(t))
-	resp, body := h.call(t, id)
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !bytes.Contains(body, []byte(`"workspace agent unavailable"`)) {
-		t.Fatalf("dead agent: %d %s", resp.StatusCode, body)
+	id := a2aWorkspace(t, h, false, a2aDeadURL(t))
+	resp := callA2A(h, id)
+	if resp.Status != 503 || resp.Header.Get("Retry-After") == "" || !bytes.Contains(resp.Body, []byte(`"workspace agent unavailable"`)) {
+		t.Fatalf("dead agent: %d %s", resp.Status, resp.Body)
 	}
-	ws, _ := h.st.GetWorkspace(ctx, id)
+	ws, _ := h.Store.GetWorkspace(ctx, id)
 	if ws.Status != store.StatusOffline {
 		t.Fatalf("status %s, want offline", ws.Status)
 	}
-	if _, p := lc.counts(); p != 1 {
+	if p := lc.Total("provision"); p != 1 {
 		t.Fatalf("%d restarts, want 1", p)
 	}
-	var n int
-	_ = h.st.DB.QueryRow(`SELECT count(*) FROM events WHERE workspace_id = $1 AND event_type = 'WORKSPACE_OFFLINE'`, id).Scan(&n)
-	if n != 1 {
+	if n := kit.Count(t, h.Store.DB, "events", "workspace_id = $1 AND event_type = 'WORKSPACE_OFFLINE'", id); n != 1 {
 		t.Fatalf("%d WORKSPACE_OFFLINE events", n)
 	}
 	// Already offline: answered 503 again, but restarted only once.
-	if resp, _ := h.call(t, id); resp.StatusCode != 503 {
-		t.Fatalf("second call: %d", resp.StatusCode)
+	if resp := callA2A(h, id); resp.Status != 503 {
+		t.Fatalf("second call: %d", resp.Status)
 	}
-	if _, p := lc.counts(); p != 1 {
+	if p := lc.Total("provision"); p != 1 {
 		t.Fatalf("restarted again: %d", p)
 	}
 
 	// A transient provisioner error never restarts: 502.
-	lc.set(true, errors.New("docker: i/o timeout"))
-	id2 := h.workspace(t, false, a2aDeadURL(t))
-	resp, body = h.call(t, id2)
-	if resp.StatusCode != 502 || !bytes.Contains(body, []byte("upstream_error")) || bytes.Contains(body, []byte("docker")) {
-		t.Fatalf("transient: %d %s", resp.StatusCode, body)
+	lc.SetRunning(true, errors.New("docker: i/o timeout"))
+	id2 := a2aWorkspace(t, h, false, a2aDeadURL(t))
+	resp = callA2A(h, id2)
+	if resp.Status != 502 || !bytes.Contains(resp.Body, []byte("upstream_error")) || bytes.Contains(resp.Body, []byte("docker")) {
+		t.Fatalf("transient: %d %s", resp.Status, resp.Body)
 	}
-	if ws, _ := h.st.GetWorkspace(ctx, id2); ws.Status != store.StatusOnline {
+	if ws, _ := h.Store.GetWorkspace(ctx, id2); ws.Status != store.StatusOnline {
 		t.Fatalf("transient error changed status to %s", ws.Status)
 	}
 	// Running but unreachable: 502.
-	lc.set(true, nil)
-	if resp, _ := h.call(t, id2); resp.StatusCode != 502 {
-		t.Fatalf("running but unreachable: %d", resp.StatusCode)
+	lc.SetRunning(true, nil)
+	if resp := callA2A(h, id2); resp.Status != 502 {
+		t.Fatalf("running but unreachable: %d", resp.Status)
 	}
 	// External workspaces have no container of ours: never checked.
-	lc.set(false, nil)
-	checks, _ := lc.counts()
-	id3 := h.workspace(t, true, a2aDeadURL(t))
-	if resp, _ := h.call(t, id3); resp.StatusCode != 502 {
-		t.Fatalf("external: %d", resp.StatusCode)
+	lc.SetRunning(false, nil)
+	checks := lc.Total("isrunning")
+	id3 := a2aWorkspace(t, h, true, a2aDeadURL(t))
+	if resp := callA2A(h, id3); resp.Status != 502 {
+		t.Fatalf("external: %d", resp.Status)
 	}
-	if c, p := lc.counts(); c != checks || p != 1 {
+	if c, p := lc.Total("isrunning"), lc.Total("provision"); c != checks || p != 1 {
 		t.Fatalf("external workspace was checked (%d→%d) or restarted (%d)", checks, c, p)
 	}
 	// A paused workspace whose container is gone is not restarted.
-	id4 := h.workspace(t, false, a2aDeadURL(t))
-	if _, err := h.st.DB.Exec(`UPDATE workspaces SET status = 'paused' WHERE id = $1`, id4); err != nil {
+	id4 := a2aWorkspace(t, h, false, a2aDeadURL(t))
+	if _, err := h.Store.DB.Exec(`UPDATE workspaces SET status = 'paused' WHERE id = $1`, id4); err != nil {
 		t.Fatal(err)
 	}
-	h.s.InvalidateA2A(id4)
-	if resp, _ := h.call(t, id4); resp.StatusCode != 503 {
-		t.Fatalf("paused: %d", resp.StatusCode)
+	h.Server.InvalidateA2A(id4)
+	if resp := callA2A(h, id4); resp.Status != 503 {
+		t.Fatalf("paused: %d", resp.Status)
 	}
-	if _, p := lc.counts(); p != 1 {
+	if p := lc.Total("provision"); p != 1 {
 		t.Fatal("a paused workspace was restarted")
 	}
 }
@@ -203,26 +112,26 @@ func TestA2ADeadContainerIsRestarted(t *testing.T) {
 // A budget the database cannot give does not block the call; it is
 // logged and counted.
 func TestA2ABudgetCheckErrorLetsCallThrough(t *testing.T) {
-	h := newA2AHarness(t, nil)
+	h := NewTestServer(t, TestServerOptions{Background: true})
 	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
 	}))
 	defer agent.Close()
-	id := h.workspace(t, true, agent.URL)
-	h.s.a2a.budgets.Load = func(context.Context, uuid.UUID) (store.BudgetState, error) {
+	id := a2aWorkspace(t, h, true, agent.URL)
+	h.Server.a2a.budgets.Load = func(context.Context, uuid.UUID) (store.BudgetState, error) {
 		return store.BudgetState{}, store.ErrUnavailable
 	}
 	for range 3 {
-		if resp, body := h.call(t, id); resp.StatusCode != 200 {
-			t.Fatalf("budget error blocked the call: %d %s", resp.StatusCode, body)
+		if resp := callA2A(h, id); resp.Status != 200 {
+			t.Fatalf("budget error blocked the call: %d %s", resp.Status, resp.Body)
 		}
 	}
 	var m dto.Metric
-	if err := h.s.a2a.budgetErrors.Write(&m); err != nil || m.GetCounter().GetValue() != 3 {
+	if err := h.Server.a2a.budgetErrors.Write(&m); err != nil || m.GetCounter().GetValue() != 3 {
 		t.Fatalf("budget error counter = %v", m.GetCounter().GetValue())
 	}
 	// The counter is exposed on the server's registry.
-	fams, _ := h.reg.Gather()
+	fams, _ := h.Metrics.Gather()
 	found := false
 	for _, f := range fams {
 		found = found || f.GetName() == "molecule_a2a_budget_check_errors_total"
@@ -234,17 +143,11 @@ func TestA2ABudgetCheckErrorLetsCallThrough(t *testing.T) {
 
 // Stopping the server writes queued metering and activity.
 func TestA2ARecorderFlushedOnStop(t *testing.T) {
-	st := testutil.NewStore(t)
-	cfg, _ := config.Load(config.FromMap(map[string]string{"DATABASE_URL": "postgres://unused/db"}))
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub := events.NewHub()
-	s, _ := NewServer(Deps{Config: cfg, Store: st, Auth: auth.New("a", st), Events: events.NewBroadcaster(st, nil, hub, log),
-		Hub: hub, Metrics: prometheus.NewRegistry(), Log: log})
+	h := NewTestServer(t, TestServerOptions{})
+	s, st := h.Server, h.Store
 	ctx := context.Background()
-	ws := &store.Workspace{ID: uuid.New(), Name: "w", Status: store.StatusOnline, External: true}
-	if err := st.Tx(ctx, func(tx *sql.Tx) error { return store.InsertWorkspaceTx(ctx, tx, ws) }); err != nil {
-		t.Fatal(err)
-	}
+	ws := &store.Workspace{Name: "w", External: true}
+	h.Workspace(ws)
 	s.a2a.rec.Usage(store.UsageDelta{WorkspaceID: ws.ID, Day: time.Now(), InputTokens: 7, Calls: 1, CostMicroUSD: 21})
 	s.RecordActivity(store.Activity{WorkspaceID: ws.ID, ActivityType: "cron_run", Summary: "nightly"})
 	runCtx, stop := context.WithCancel(ctx)

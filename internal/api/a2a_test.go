@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 // The tree:
@@ -97,7 +97,7 @@ func TestA2AAccessAcrossTheTree(t *testing.T) {
 			if want := "echo " + c.target + ": hi from " + c.caller; len(ans.Result.Parts) != 1 || ans.Result.Parts[0].Text != want {
 				t.Errorf("%s → %s: answer %s", c.caller, c.target, r.Body)
 			}
-		} else if msg, code := errBody(t, r); r.Status != 403 || msg != "access denied" || code != "forbidden" {
+		} else if msg, code := r.ErrorBody(t); r.Status != 403 || msg != "access denied" || code != "forbidden" {
 			t.Errorf("%s → %s: %d %s, want 403 access denied", c.caller, c.target, r.Status, r.Body)
 		}
 	}
@@ -211,7 +211,7 @@ func TestA2ARequestAndAnswerShapes(t *testing.T) {
 	})
 	if r := in.Do("POST", a2aPath(id), tok, msg("big")); r.Status != 502 {
 		t.Fatalf("huge answer: %d", r.Status)
-	} else if _, code := errBody(t, r); code != "upstream_error" {
+	} else if _, code := r.ErrorBody(t); code != "upstream_error" {
 		t.Fatalf("huge answer code: %s", r.Body)
 	}
 	// Exactly 10 MiB is fine.
@@ -250,7 +250,7 @@ func TestA2ARequestAndAnswerShapes(t *testing.T) {
 	// No URL: 503 with Retry-After.
 	setURL(t, in, id, "")
 	r = in.Do("POST", a2aPath(id), tok, msg("anyone?"))
-	if e, code := errBody(t, r); r.Status != 503 || e != "workspace agent unavailable" || code != "unavailable" || r.Header.Get("Retry-After") == "" {
+	if e, code := r.ErrorBody(t); r.Status != 503 || e != "workspace agent unavailable" || code != "unavailable" || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("no url: %d %s retry=%q", r.Status, r.Body, r.Header.Get("Retry-After"))
 	}
 	// Nobody listening: 502 upstream_error, no dial text in the answer.
@@ -259,7 +259,7 @@ func TestA2ARequestAndAnswerShapes(t *testing.T) {
 	ln.Close()
 	setURL(t, in, id, dead)
 	r = in.Do("POST", a2aPath(id), tok, msg("hello?"))
-	if _, code := errBody(t, r); r.Status != 502 || code != "upstream_error" || strings.Contains(string(r.Body), "refused") ||
+	if _, code := r.ErrorBody(t); r.Status != 502 || code != "upstream_error" || strings.Contains(string(r.Body), "refused") ||
 		strings.Contains(string(r.Body), "127.0.0.1") {
 		t.Fatalf("unreachable: %d %s", r.Status, r.Body)
 	}
@@ -284,7 +284,7 @@ func TestA2ATimeout(t *testing.T) {
 	start := time.Now()
 	r := in.Do("POST", a2aPath(id), tok, msg("wait"), "X-Timeout", "0.5")
 	took := time.Since(start)
-	if e, code := errBody(t, r); r.Status != 504 || code != "upstream_error" || e == "" {
+	if e, code := r.ErrorBody(t); r.Status != 504 || code != "upstream_error" || e == "" {
 		t.Fatalf("timeout: %d %s", r.Status, r.Body)
 	}
 	if took < 450*time.Millisecond || took > 5*time.Second {
@@ -335,7 +335,7 @@ func TestA2AAgentURLPolicy(t *testing.T) {
 	for _, u := range cases {
 		setURL(t, in, id, u)
 		r := in.Do("POST", a2aPath(id), tok, msg("x"), "X-Timeout", "5")
-		if e, code := errBody(t, r); r.Status != 502 || code != "upstream_error" || e != "workspace agent address is not allowed" {
+		if e, code := r.ErrorBody(t); r.Status != 502 || code != "upstream_error" || e != "workspace agent address is not allowed" {
 			t.Errorf("%s: %d %s", u, r.Status, r.Body)
 		}
 	}
@@ -389,9 +389,7 @@ func TestA2AResponseEvent(t *testing.T) {
 		t.Fatalf("agent call emitted %s", ev.Type)
 	case <-time.After(300 * time.Millisecond):
 	}
-	var n int
-	_ = in.App.Store.DB.QueryRowContext(context.Background(), `SELECT count(*) FROM events WHERE event_type = 'A2A_RESPONSE'`).Scan(&n)
-	if n != 0 {
+	if n := kit.Count(t, in.App.Store.DB, "events", "event_type = 'A2A_RESPONSE'"); n != 0 {
 		t.Fatalf("A2A_RESPONSE stored %d times", n)
 	}
 }

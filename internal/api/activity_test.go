@@ -7,18 +7,13 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 	"github.com/moleculesai/molecule/internal/store"
 )
 
 func listActivity(t *testing.T, in *apptest.Instance, ws uuid.UUID, query string) []store.Activity {
 	t.Helper()
-	r := in.Do("GET", "/workspaces/"+ws.String()+"/activity"+query, in.Admin, nil)
-	if r.Status != 200 {
-		t.Fatalf("activity: %d %s", r.Status, r.Body)
-	}
-	var out []store.Activity
-	r.JSON(t, &out)
-	return out
+	return kit.As[[]store.Activity](t, in.Do("GET", "/workspaces/"+ws.String()+"/activity"+query, in.Admin, nil), 200)
 }
 
 // Every proxied call lands in both workspaces' logs: caller, target,
@@ -41,7 +36,7 @@ func TestActivityRecordsCalls(t *testing.T) {
 	if r := in.Do("POST", a2aPath(a1), tr.tokens["a"], "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\\u0000y\xff\"}"); r.Status != 200 {
 		t.Fatal(r.Status)
 	}
-	eventually(t, "activity rows", func() bool { return len(listActivity(t, in, a1, "")) == 4 })
+	kit.Eventually(t, "activity rows", func() bool { return len(listActivity(t, in, a1, "")) == 4 })
 	if odd := listActivity(t, in, a1, "?limit=1")[0]; odd.Method != "xy\uFFFD" {
 		t.Fatalf("cleaned method: %q", odd.Method)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moleculesai/molecule/internal/api"
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 func startArtifacts(t *testing.T) (*apptest.Instance, *fakeArtifacts) {
@@ -139,9 +140,8 @@ func TestArtifactsRoutes(t *testing.T) {
 		}
 	}
 	// The platform never stores the git token.
-	var n int
-	if err := in.App.Store.DB.QueryRow(`SELECT count(*) FROM workspace_artifacts WHERE remote_url LIKE '%art_git%' OR description LIKE '%art_git%'`).Scan(&n); err != nil || n != 0 {
-		t.Errorf("token stored: n=%d err=%v", n, err)
+	if n := kit.Count(t, in.App.Store.DB, "workspace_artifacts", "remote_url LIKE '%art_git%' OR description LIKE '%art_git%'"); n != 0 {
+		t.Errorf("token stored: n=%d", n)
 	}
 }
 

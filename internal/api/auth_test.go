@@ -2,8 +2,12 @@ package api_test
 
 import (
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/apptest"
 )
@@ -244,5 +248,32 @@ func TestOrgTokenRevocationImmediate(t *testing.T) {
 	}
 	if r := in.Do("DELETE", "/org/tokens/"+m["id"].(string), in.Admin, nil); r.Status != 404 {
 		t.Errorf("already revoked: %d", r.Status)
+	}
+}
+
+// Every route outside the open group answers 401 without a credential (and
+// with a garbage one), whatever its path parameters: no route fails open.
+func TestEveryNonOpenRouteRequiresCredentials(t *testing.T) {
+	in := apptest.Start(t, apptest.Options{})
+	open := map[string]bool{"GET /health": true, "GET /readyz": true, "GET /openapi.json": true,
+		"POST /auth/session": true, "DELETE /auth/session": true}
+	param := regexp.MustCompile(`:[A-Za-z_]+`)
+	wildcard := regexp.MustCompile(`\*[A-Za-z_]+$`)
+	routes := in.App.Handler.(*gin.Engine).Routes()
+	if len(routes) < 50 {
+		t.Fatalf("only %d routes registered", len(routes))
+	}
+	for _, rt := range routes {
+		if open[rt.Method+" "+rt.Path] {
+			continue
+		}
+		path := param.ReplaceAllString(rt.Path, uuid.NewString())
+		path = wildcard.ReplaceAllString(path, "config.yaml")
+		for _, bearer := range []string{"", "garbage-credential"} {
+			r := in.Do(rt.Method, path, bearer, `{}`)
+			if r.Status != 401 {
+				t.Errorf("%s %s with bearer %q: %d, want 401 (%s)", rt.Method, rt.Path, bearer, r.Status, r.Body)
+			}
+		}
 	}
 }

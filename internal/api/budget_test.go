@@ -6,23 +6,13 @@ import (
 	"time"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 type budget struct {
 	BudgetLimit     *int64 `json:"budget_limit"`
 	MonthlySpend    int64  `json:"monthly_spend"`
 	BudgetRemaining *int64 `json:"budget_remaining"`
-}
-
-func getBudget(t *testing.T, in *apptest.Instance, path, bearer string) budget {
-	t.Helper()
-	r := in.Do("GET", path, bearer, nil)
-	if r.Status != 200 {
-		t.Fatalf("GET %s: %d %s", path, r.Status, r.Body)
-	}
-	var b budget
-	r.JSON(t, &b)
-	return b
 }
 
 func TestBudgetFromReportedSpend(t *testing.T) {
@@ -34,7 +24,7 @@ func TestBudgetFromReportedSpend(t *testing.T) {
 	setURL(t, in, target, agent.URL)
 	bpath := "/workspaces/" + target.String() + "/budget"
 
-	b := getBudget(t, in, bpath, ttok)
+	b := kit.As[budget](t, in.Do("GET", bpath, ttok, nil), 200)
 	if b.BudgetLimit != nil || b.MonthlySpend != 0 || b.BudgetRemaining != nil {
 		t.Fatalf("fresh budget: %+v", b)
 	}
@@ -59,7 +49,7 @@ func TestBudgetFromReportedSpend(t *testing.T) {
 	if r := in.Do("POST", a2aPath(target), in.Admin, msg("over")); r.Status != 402 {
 		t.Fatalf("admin over budget: %d", r.Status)
 	}
-	b = getBudget(t, in, bpath, ttok)
+	b = kit.As[budget](t, in.Do("GET", bpath, ttok, nil), 200)
 	if b.MonthlySpend != 500 || *b.BudgetRemaining != 0 {
 		t.Fatalf("at limit: %+v", b)
 	}
@@ -87,7 +77,7 @@ func TestBudgetFromReportedSpend(t *testing.T) {
 	}
 	// Over budget shows a negative remainder.
 	sqlExec(t, in, target, `UPDATE workspaces SET budget_limit = 100 WHERE id = $1`, target)
-	if b := getBudget(t, in, bpath, in.Admin); *b.BudgetRemaining != -400 {
+	if b := kit.As[budget](t, in.Do("GET", bpath, in.Admin, nil), 200); *b.BudgetRemaining != -400 {
 		t.Fatalf("negative remainder: %+v", b)
 	}
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
@@ -16,13 +14,9 @@ import (
 
 	"github.com/DATA-DOG/go-sqlmock"
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/moleculesai/molecule/internal/api"
 	"github.com/moleculesai/molecule/internal/apptest"
-	"github.com/moleculesai/molecule/internal/auth"
-	"github.com/moleculesai/molecule/internal/config"
-	"github.com/moleculesai/molecule/internal/events"
 	"github.com/moleculesai/molecule/internal/store"
 	"github.com/moleculesai/molecule/internal/testutil"
 )
@@ -102,31 +96,13 @@ func TestInternalErrorIsOpaque(t *testing.T) {
 	mock.ExpectQuery("SELECT").WillReturnError(&net.OpError{Op: "read", Err: errors.New(leak)})
 	mock.ExpectQuery("INSERT INTO auth_tokens").WillReturnError(errors.New(leak))
 
-	var logs strings.Builder
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logs.Write(p)
-	}), nil))
-	cfg, _ := config.Load(config.FromMap(map[string]string{"DATABASE_URL": "postgres://x@localhost/x"}))
-	st := store.New(db)
-	_, h := api.NewServer(api.Deps{Config: cfg, Store: st, Auth: auth.New("admin-token-123", st),
-		Events: events.NewBroadcaster(st, nil, events.NewHub(), log), Hub: events.NewHub(),
-		Metrics: prometheus.NewRegistry(), Log: log})
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	logs := &syncBuffer{}
+	h := api.NewTestServer(t, api.TestServerOptions{Store: store.New(db), Env: map[string]string{"ADMIN_TOKEN": "admin-token-123"}, Log: logs})
 
-	req, _ := http.NewRequest("POST", srv.URL+"/org/tokens", strings.NewReader(`{"name":"x"}`))
-	req.Header.Set("Authorization", "Bearer admin-token-123")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 500 {
-		t.Fatalf("status %d %s", resp.StatusCode, body)
+	resp := h.Do("POST", "/org/tokens", "admin-token-123", `{"name":"x"}`)
+	body := resp.Body
+	if resp.Status != 500 {
+		t.Fatalf("status %d %s", resp.Status, body)
 	}
 	if strings.Contains(string(body), "pq:") || strings.Contains(string(body), "auth_tokens") || strings.Contains(string(body), "SELECT") {
 		t.Fatalf("driver text leaked: %s", body)
@@ -135,29 +111,15 @@ func TestInternalErrorIsOpaque(t *testing.T) {
 	if !want.Match(body) {
 		t.Fatalf("opaque body: %s", body)
 	}
-	mu.Lock()
-	logged := logs.String()
-	mu.Unlock()
-	if !strings.Contains(logged, "auth_tokens") {
+	if !strings.Contains(logs.String(), "auth_tokens") {
 		t.Fatal("the full error was not logged")
 	}
 
 	// A database error while checking a credential is a 503, never a pass.
-	req, _ = http.NewRequest("GET", srv.URL+"/org/tokens", nil)
-	req.Header.Set("Authorization", "Bearer some-org-token")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 {
-		t.Fatalf("auth lookup failure must be 503, got %d", resp.StatusCode)
+	if r := h.Do("GET", "/org/tokens", "some-org-token", nil); r.Status != 503 {
+		t.Fatalf("auth lookup failure must be 503, got %d", r.Status)
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // Every route registered in the router has its operation in the OpenAPI
 // document, and every documented operation is routed.

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 type delegation struct {
@@ -25,19 +26,13 @@ type delegation struct {
 
 func listDelegations(t *testing.T, in *apptest.Instance, ws uuid.UUID, bearer string) []delegation {
 	t.Helper()
-	r := in.Do("GET", "/workspaces/"+ws.String()+"/delegations", bearer, nil)
-	if r.Status != 200 {
-		t.Fatalf("list delegations: %d %s", r.Status, r.Body)
-	}
-	var out []delegation
-	r.JSON(t, &out)
-	return out
+	return kit.As[[]delegation](t, in.Do("GET", "/workspaces/"+ws.String()+"/delegations", bearer, nil), 200)
 }
 
 func waitDelegation(t *testing.T, in *apptest.Instance, ws uuid.UUID, bearer string, id uuid.UUID) delegation {
 	t.Helper()
 	var d delegation
-	eventually(t, "delegation to finish", func() bool {
+	kit.Eventually(t, "delegation to finish", func() bool {
 		for _, x := range listDelegations(t, in, ws, bearer) {
 			if x.DelegationID == id {
 				d = x
@@ -47,22 +42,6 @@ func waitDelegation(t *testing.T, in *apptest.Instance, ws uuid.UUID, bearer str
 		return false
 	})
 	return d
-}
-
-func eventTypes(t *testing.T, in *apptest.Instance, ws uuid.UUID) []string {
-	t.Helper()
-	rows, err := in.App.Store.DB.QueryContext(context.Background(), `SELECT event_type FROM events WHERE workspace_id = $1 ORDER BY id`, ws)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		_ = rows.Scan(&s)
-		out = append(out, s)
-	}
-	return out
 }
 
 func TestDelegation(t *testing.T) {
@@ -98,14 +77,14 @@ func TestDelegation(t *testing.T) {
 	if sent == nil || sent.Header.Get("X-Workspace-ID") != a1.String() || sent.Body["method"] != "message/send" {
 		t.Fatalf("the target's agent got: %+v", sent)
 	}
-	eventually(t, "delegation events", func() bool {
-		ev := strings.Join(eventTypes(t, in, a1), ",")
+	kit.Eventually(t, "delegation events", func() bool {
+		ev := strings.Join(kit.EventTypes(t, in.App.Store.DB, a1), ",")
 		return ev == "DELEGATION_SENT,DELEGATION_COMPLETE"
 	})
 
 	// Self-delegation: 400 before any other work (even with a bad task).
 	r = in.Do("POST", dpath, tr.tokens["a1"], map[string]any{"target_id": a1, "task": 42})
-	if e, _ := errBody(t, r); r.Status != 400 || e != "self-delegation not permitted" {
+	if e, _ := r.ErrorBody(t); r.Status != 400 || e != "self-delegation not permitted" {
 		t.Fatalf("self: %d %s", r.Status, r.Body)
 	}
 
@@ -152,8 +131,8 @@ func TestDelegation(t *testing.T) {
 			t.Fatal("a forbidden delegation reached the agent")
 		}
 	}
-	eventually(t, "failure event", func() bool {
-		return strings.HasSuffix(strings.Join(eventTypes(t, in, a1), ","), "DELEGATION_FAILED")
+	kit.Eventually(t, "failure event", func() bool {
+		return strings.HasSuffix(strings.Join(kit.EventTypes(t, in.App.Store.DB, a1), ","), "DELEGATION_FAILED")
 	})
 	// Over budget fails too.
 	sqlExec(t, in, a2, `UPDATE workspaces SET budget_limit = 0 WHERE id = $1`, a2)
@@ -210,7 +189,7 @@ func TestDelegationSurvivesClientDisconnect(t *testing.T) {
 	}
 	resp.Body.Close()
 	cancel() // the client is gone
-	eventually(t, "dispatch", func() bool { return len(agent.requests()) == 1 })
+	kit.Eventually(t, "dispatch", func() bool { return len(agent.requests()) == 1 })
 	close(gate)
 	list := listDelegations(t, in, src, stok)
 	d := waitDelegation(t, in, src, stok, list[0].DelegationID)

@@ -2,138 +2,39 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/moleculesai/molecule/internal/api"
-	"github.com/moleculesai/molecule/internal/apptest"
-	"github.com/moleculesai/molecule/internal/auth"
-	"github.com/moleculesai/molecule/internal/config"
-	"github.com/moleculesai/molecule/internal/events"
 	"github.com/moleculesai/molecule/internal/provisioner"
-	"github.com/moleculesai/molecule/internal/testutil"
+	"github.com/moleculesai/molecule/internal/provisioner/provisionertest"
+	"github.com/moleculesai/molecule/internal/store"
 )
 
-// fakeFiles is a Lifecycle whose config volume is a map; err, when set,
-// is returned by every file operation.
-type fakeFiles struct {
-	provisioner.Unavailable
-	mu    sync.Mutex
-	files map[string][]byte
-	err   error
-	depth int
-}
-
-func (f *fakeFiles) ListFiles(_ context.Context, _ uuid.UUID, dir string, depth int) ([]provisioner.FileInfo, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	f.depth = depth
-	var out []provisioner.FileInfo
-	for p, b := range f.files {
-		if dir == "" || strings.HasPrefix(p, dir+"/") {
-			out = append(out, provisioner.FileInfo{Path: p, Size: int64(len(b))})
-		}
-	}
-	return out, nil
-}
-
-func (f *fakeFiles) ReadFile(_ context.Context, _ uuid.UUID, p string) ([]byte, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	b, ok := f.files[p]
-	if !ok {
-		return nil, provisioner.ErrNotFound
-	}
-	return b, nil
-}
-
-func (f *fakeFiles) WriteFiles(_ context.Context, _ uuid.UUID, files map[string][]byte) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return f.err
-	}
-	for k, v := range files {
-		f.files[k] = v
-	}
-	return nil
-}
-
-func (f *fakeFiles) DeletePath(_ context.Context, _ uuid.UUID, p string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return f.err
-	}
-	if _, ok := f.files[p]; !ok {
-		return provisioner.ErrNotFound
-	}
-	delete(f.files, p)
-	return nil
-}
-
-func doRaw(t *testing.T, h http.Handler, method, path, bearer, body string) (int, string) {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req := httptest.NewRequest(method, "http://platform.test/", rd)
-	// Set on the URL directly, so "..", "//" and NUL reach the router as sent.
-	path, req.URL.RawQuery, _ = strings.Cut(path, "?")
-	req.URL.Path = path
-	req.URL.RawPath = ""
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec.Code, rec.Body.String()
-}
-
 func TestFilesAPI(t *testing.T) {
-	st := testutil.NewStore(t)
-	cfg, err := config.Load(config.FromMap(map[string]string{"DATABASE_URL": "postgres://x@localhost/y", "ADMIN_TOKEN": "admin-files"}))
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	fake := &fakeFiles{files: map[string][]byte{"config.yaml": []byte("name: \"x\"\n"), "bin.dat": {0xff, 0x00, 0xfe}}}
-	a := auth.New("admin-files", st)
-	hub := events.NewHub()
-	_, h := api.NewServer(api.Deps{Config: cfg, Store: st, Auth: a, Events: events.NewBroadcaster(st, nil, hub, log), Hub: hub,
-		Lifecycle: fake, Metrics: prometheus.NewRegistry(), Log: log})
-	wsID, tok := apptest.CreateWorkspace(t, st, "files", nil)
-	_, other := apptest.CreateWorkspace(t, st, "other", nil)
-	extID, extTok := apptest.CreateWorkspace(t, st, "external", nil)
-	// CreateWorkspace makes external rows; the files API serves provisioned
-	// workspaces, so make "files" one.
-	if _, err := st.DB.Exec(`UPDATE workspaces SET external = false WHERE id = $1`, wsID); err != nil {
-		t.Fatal(err)
+	fake := provisionertest.New()
+	ts := api.NewTestServer(t, api.TestServerOptions{Env: map[string]string{"ADMIN_TOKEN": "admin-files"}, Lifecycle: fake, Log: logs})
+	// doRaw sends the path as it is ("..", "//", NUL) and no body when body is "".
+	doRaw := func(method, path, bearer, body string) (int, string) {
+		t.Helper()
+		var b any
+		if body != "" {
+			b = body
+		}
+		r := ts.Serve(method, path, bearer, b)
+		return r.Status, string(r.Body)
 	}
+	// The files API serves provisioned workspaces: "files" is one.
+	wsID, tok := ts.Workspace(&store.Workspace{Name: "files"})
+	_, other := ts.Workspace(&store.Workspace{Name: "other", External: true})
+	extID, extTok := ts.Workspace(&store.Workspace{Name: "external", External: true})
 	base := "/workspaces/" + wsID.String() + "/files"
+	fake.SetFile(wsID, "config.yaml", []byte("name: \"x\"\n"))
+	fake.SetFile(wsID, "bin.dat", []byte{0xff, 0x00, 0xfe})
 
 	type tc struct {
 		method, path, bearer, body string
@@ -196,21 +97,24 @@ func TestFilesAPI(t *testing.T) {
 	cases = append(cases, tc{"PUT", base, tok, many.String(), 400, "at most 200"},
 		tc{"PUT", base + "/big.md", tok, `{"content":"` + strings.Repeat("x", 11<<20) + `"}`, 413, ""})
 	for _, c := range cases {
-		code, body := doRaw(t, h, c.method, c.path, c.bearer, c.body)
+		code, body := doRaw(c.method, c.path, c.bearer, c.body)
 		if code != c.want || !strings.Contains(body, c.contains) {
 			t.Errorf("%s %q: %d %.200s, want %d containing %q", c.method, c.path, code, body, c.want, c.contains)
 		}
 	}
-	if string(fake.files["notes/today.md"]) != "hello" || !bytes.Equal(fake.files["b64.bin"], []byte{1, 2}) || string(fake.files["dir/b.md"]) != "2" {
-		t.Errorf("writes not applied: %v", fake.files)
+	today, _ := fake.File(wsID, "notes/today.md")
+	b64, _ := fake.File(wsID, "b64.bin")
+	dirB, _ := fake.File(wsID, "dir/b.md")
+	if string(today) != "hello" || !bytes.Equal(b64, []byte{1, 2}) || string(dirB) != "2" {
+		t.Errorf("writes not applied: %v", fake.Files(wsID))
 	}
 
 	// Backend failures are opaque 500s; their text is logged only.
-	fake.err = errors.New("Error response from daemon: mount /var/lib/docker/volumes/ws-x failed")
+	fake.SetFilesErr(errors.New("Error response from daemon: mount /var/lib/docker/volumes/ws-x failed"))
 	for _, m := range []struct{ method, path, body string }{
 		{"GET", base, ""}, {"GET", base + "/config.yaml", ""}, {"PUT", base + "/a.md", `{"content":"x"}`}, {"DELETE", base + "/a.md", ""},
 	} {
-		code, body := doRaw(t, h, m.method, m.path, tok, m.body)
+		code, body := doRaw(m.method, m.path, tok, m.body)
 		if code != 500 || strings.Contains(body, "daemon") || !strings.Contains(body, "request_id") {
 			t.Errorf("%s %s with a failing backend: %d %s", m.method, m.path, code, body)
 		}
@@ -218,12 +122,12 @@ func TestFilesAPI(t *testing.T) {
 	if !strings.Contains(logs.String(), "/var/lib/docker/volumes") {
 		t.Errorf("backend error not logged")
 	}
-	fake.err = provisioner.ErrUnsupported
-	if code, _ := doRaw(t, h, "GET", base, tok, ""); code != 501 {
+	fake.SetFilesErr(provisioner.ErrUnsupported)
+	if code, _ := doRaw("GET", base, tok, ""); code != 501 {
 		t.Errorf("unsupported: %d", code)
 	}
-	fake.err = provisioner.ErrNoBackend
-	if code, _ := doRaw(t, h, "GET", base+"/config.yaml", tok, ""); code != 503 {
+	fake.SetFilesErr(provisioner.ErrNoBackend)
+	if code, _ := doRaw("GET", base+"/config.yaml", tok, ""); code != 503 {
 		t.Errorf("no backend: %d", code)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 // Two server replicas on one database sweep concurrently; each stale
@@ -37,19 +38,13 @@ func TestLivenessSweepTwoReplicas(t *testing.T) {
 		stuck = append(stuck, sid)
 	}
 	count := func(typ string) int {
-		var c int
-		if err := first.App.Store.DB.QueryRow(`SELECT count(*) FROM events WHERE event_type = $1`, typ).Scan(&c); err != nil {
-			t.Fatal(err)
-		}
-		return c
+		return kit.Count(t, first.App.Store.DB, "events", "event_type = $1", typ)
 	}
-	waitForLong(t, "all swept", func() bool { return count("WORKSPACE_OFFLINE") >= n && count("WORKSPACE_PROVISION_FAILED") >= n })
+	kit.EventuallyWithin(t, 15*time.Second, "all swept", func() bool { return count("WORKSPACE_OFFLINE") >= n && count("WORKSPACE_PROVISION_FAILED") >= n })
 	time.Sleep(300 * time.Millisecond) // a few more sweeps on both replicas
 	for typ, ids := range map[string][]uuid.UUID{"WORKSPACE_OFFLINE": stale, "WORKSPACE_PROVISION_FAILED": stuck} {
 		for _, id := range ids {
-			var c int
-			_ = first.App.Store.DB.QueryRow(`SELECT count(*) FROM events WHERE event_type = $1 AND workspace_id = $2`, typ, id).Scan(&c)
-			if c != 1 {
+			if c := kit.Count(t, first.App.Store.DB, "events", "event_type = $1 AND workspace_id = $2", typ, id); c != 1 {
 				t.Fatalf("%s has %d %s events", id, c, typ)
 			}
 		}

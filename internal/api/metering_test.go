@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 type metrics struct {
@@ -18,17 +19,6 @@ type metrics struct {
 	PeriodEnd    time.Time `json:"period_end"`
 }
 
-func getMetrics(t *testing.T, in *apptest.Instance, path string) metrics {
-	t.Helper()
-	r := in.Do("GET", path, in.Admin, nil)
-	if r.Status != 200 {
-		t.Fatalf("GET %s: %d %s", path, r.Status, r.Body)
-	}
-	var m metrics
-	r.JSON(t, &m)
-	return m
-}
-
 func TestMeteringSumsAndClamps(t *testing.T) {
 	in := apptest.Start(t, apptest.Options{})
 	agent := newAgent(t)
@@ -36,7 +26,7 @@ func TestMeteringSumsAndClamps(t *testing.T) {
 	setURL(t, in, id, agent.URL)
 	mpath := "/workspaces/" + id.String() + "/metrics"
 
-	m := getMetrics(t, in, mpath)
+	m := kit.As[metrics](t, in.Do("GET", mpath, in.Admin, nil), 200)
 	if m.Cost != "0.000000" || m.TotalCalls != 0 || m.InputTokens != 0 {
 		t.Fatalf("empty metrics: %+v", m)
 	}
@@ -68,13 +58,13 @@ func TestMeteringSumsAndClamps(t *testing.T) {
 	}
 	wantIn := int64(100 + 10_000_000)
 	wantOut := int64(20 + 10_000_000 + 10_000_000)
-	eventually(t, "metered calls", func() bool { return getMetrics(t, in, mpath).TotalCalls == 5 })
-	m = getMetrics(t, in, mpath)
+	kit.Eventually(t, "metered calls", func() bool { return kit.As[metrics](t, in.Do("GET", mpath, in.Admin, nil), 200).TotalCalls == 5 })
+	m = kit.As[metrics](t, in.Do("GET", mpath, in.Admin, nil), 200)
 	// $3 / $15 per million: 10,000,100 × 3 + 20,000,020 × 15 µ$.
 	if m.InputTokens != wantIn || m.OutputTokens != wantOut || m.Cost != "330.000600" {
 		t.Fatalf("day metrics: %+v, want in=%d out=%d cost=330.000600", m, wantIn, wantOut)
 	}
-	month := getMetrics(t, in, mpath+"?period=month")
+	month := kit.As[metrics](t, in.Do("GET", mpath+"?period=month", in.Admin, nil), 200)
 	first := time.Date(day.Year(), day.Month(), 1, 0, 0, 0, 0, time.UTC)
 	if month.TotalCalls != 5 || month.Cost != m.Cost || !month.PeriodStart.Equal(first) || !month.PeriodEnd.Equal(first.AddDate(0, 1, 0)) {
 		t.Fatalf("month metrics: %+v", month)
@@ -83,7 +73,7 @@ func TestMeteringSumsAndClamps(t *testing.T) {
 	// it do.
 	sqlExec(t, in, id, `INSERT INTO workspace_token_usage (workspace_id, day, input_tokens, output_tokens, call_count, estimated_cost_usd)
 		VALUES ($1, $2::date - 1, 1, 1, 1, 1.5), ($1, $3::date - 1, 1, 1, 1, 0.25)`, id, first.Format(time.DateOnly), day.Format(time.DateOnly))
-	month = getMetrics(t, in, mpath+"?period=month")
+	month = kit.As[metrics](t, in.Do("GET", mpath+"?period=month", in.Admin, nil), 200)
 	wantCalls, wantCost := int64(5), "330.000600"
 	if day.Day() != 1 { // yesterday is in this month
 		wantCalls, wantCost = 6, "330.250600"
@@ -129,13 +119,13 @@ func TestBudgetFromMeteredSpend(t *testing.T) {
 			t.Fatalf("call %d: %d %s", i, r.Status, r.Body)
 		}
 		want := int64(18_000 * (i + 1))
-		eventually(t, "metered spend", func() bool { return getBudget(t, in, bpath, tok).MonthlySpend == want })
+		kit.Eventually(t, "metered spend", func() bool { return kit.As[budget](t, in.Do("GET", bpath, tok, nil), 200).MonthlySpend == want })
 	}
 	r := in.Do("POST", a2aPath(id), tok, msg("one more"))
 	if r.Status != 402 {
 		t.Fatalf("metered over budget: %d %s", r.Status, r.Body)
 	}
-	if b := getBudget(t, in, bpath, tok); *b.BudgetRemaining != -6_000 {
+	if b := kit.As[budget](t, in.Do("GET", bpath, tok, nil), 200); *b.BudgetRemaining != -6_000 {
 		t.Fatalf("remaining: %+v", b)
 	}
 	if r := in.Do("PATCH", bpath, in.Admin, map[string]any{"budget_limit": 100_000}); r.Status != 200 {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moleculesai/molecule/internal/provisioner/provisionertest"
 )
 
 // inlineOrg is an org of 1 + teams*perTeam workspaces, each with a
@@ -24,11 +26,11 @@ func inlineOrg(tag string, teams, perTeam int) string {
 // BenchmarkOrgImportFresh creates an 18-workspace org per iteration (one
 // transaction, background provisioning on a recording fake).
 func BenchmarkOrgImportFresh(b *testing.B) {
-	e := newOrgEnv(b, nil, newFakeLifecycle())
+	e := newOrgEnv(b, nil, provisionertest.New())
 	i := 0
 	for b.Loop() {
 		i++
-		r := e.do("POST", "/org/import", e.admin, map[string]any{"template": inlineOrg(fmt.Sprint(i), 3, 5)})
+		r := e.Serve("POST", "/org/import", e.Admin, map[string]any{"template": inlineOrg(fmt.Sprint(i), 3, 5)})
 		if r.Status != 201 {
 			b.Fatalf("%d %s", r.Status, r.Body)
 		}
@@ -39,12 +41,12 @@ func BenchmarkOrgImportFresh(b *testing.B) {
 // workspace, syncs template schedules; writes nothing new).
 func BenchmarkOrgReimportExample(b *testing.B) {
 	templates, _ := filepath.Abs("../../org-templates")
-	e := newOrgEnv(b, map[string]string{"MOLECULE_ORG_TEMPLATES_DIR": templates}, newFakeLifecycle())
-	if r := e.do("POST", "/org/import", e.admin, map[string]any{"dir": "software-team"}); r.Status != 201 {
+	e := newOrgEnv(b, map[string]string{"MOLECULE_ORG_TEMPLATES_DIR": templates}, provisionertest.New())
+	if r := e.Serve("POST", "/org/import", e.Admin, map[string]any{"dir": "software-team"}); r.Status != 201 {
 		b.Fatal(r.Status)
 	}
 	for b.Loop() {
-		if r := e.do("POST", "/org/import", e.admin, map[string]any{"dir": "software-team"}); r.Status != 201 {
+		if r := e.Serve("POST", "/org/import", e.Admin, map[string]any{"dir": "software-team"}); r.Status != 201 {
 			b.Fatalf("%d %s", r.Status, r.Body)
 		}
 	}

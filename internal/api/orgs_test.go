@@ -12,9 +12,11 @@ import (
 	"github.com/google/uuid"
 	"gopkg.in/yaml.v3"
 
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 	"github.com/moleculesai/molecule/internal/auth"
 	"github.com/moleculesai/molecule/internal/orgtemplate"
 	"github.com/moleculesai/molecule/internal/provisioner"
+	"github.com/moleculesai/molecule/internal/provisioner/provisionertest"
 	"github.com/moleculesai/molecule/internal/store"
 )
 
@@ -70,18 +72,18 @@ func brokenTemplates(t *testing.T) string {
 }
 
 // assertNothingWritten checks that no row of any import table exists.
-func (e *orgEnv) assertNothingWritten(label string) {
-	e.t.Helper()
+func assertNothingWritten(t *testing.T, e *TestServer, label string) {
+	t.Helper()
 	for _, table := range []string{"workspaces", "workspace_schedules", "workspace_channels", "auth_tokens", "events"} {
-		if n := e.count(table); n != 0 {
-			e.t.Errorf("%s: %d rows in %s after a failed import", label, n, table)
+		if n := e.Count(table); n != 0 {
+			t.Errorf("%s: %d rows in %s after a failed import", label, n, table)
 		}
 	}
 }
 
 func TestImportRefusesBrokenTemplatesAndWritesNothing(t *testing.T) {
 	root := brokenTemplates(t)
-	e := newOrgEnv(t, map[string]string{"MOLECULE_ORG_TEMPLATES_DIR": root}, newFakeLifecycle())
+	e := newOrgEnv(t, map[string]string{"MOLECULE_ORG_TEMPLATES_DIR": root}, provisionertest.New())
 	// The server's own environment holds these; a template must never see them.
 	t.Setenv("DATABASE_URL", "postgres://secret@db/prod")
 	t.Setenv("ADMIN_TOKEN", "super-secret-admin")
@@ -109,8 +111,8 @@ func TestImportRefusesBrokenTemplatesAndWritesNothing(t *testing.T) {
 		{"../templates/traversal", 400, "dir must be the name of a directory"},
 	}
 	for _, tc := range cases {
-		r := e.do("POST", "/org/import", e.admin, map[string]any{"dir": tc.dir})
-		if r.Status != tc.status || !strings.Contains(r.errMsg(t), tc.want) {
+		r := e.Serve("POST", "/org/import", e.Admin, map[string]any{"dir": tc.dir})
+		if r.Status != tc.status || !strings.Contains(r.ErrorMessage(t), tc.want) {
 			t.Errorf("%s: %d %s; want %d containing %q", tc.dir, r.Status, r.Body, tc.status, tc.want)
 		}
 		for _, leak := range []string{"postgres://secret", "super-secret-admin", root} {
@@ -118,7 +120,7 @@ func TestImportRefusesBrokenTemplatesAndWritesNothing(t *testing.T) {
 				t.Errorf("%s: response leaks %q: %s", tc.dir, leak, r.Body)
 			}
 		}
-		e.assertNothingWritten(tc.dir)
+		assertNothingWritten(t, e, tc.dir)
 	}
 
 	inline := []struct {
@@ -140,30 +142,30 @@ func TestImportRefusesBrokenTemplatesAndWritesNothing(t *testing.T) {
 		{"empty", ``, "request body is required"},
 	}
 	for _, tc := range inline {
-		r := e.do("POST", "/org/import", e.admin, tc.body)
-		if r.Status != 400 || !strings.Contains(r.errMsg(t), tc.want) {
+		r := e.Serve("POST", "/org/import", e.Admin, tc.body)
+		if r.Status != 400 || !strings.Contains(r.ErrorMessage(t), tc.want) {
 			t.Errorf("%s: %d %s; want 400 containing %q", tc.name, r.Status, r.Body, tc.want)
 		}
-		e.assertNothingWritten(tc.name)
+		assertNothingWritten(t, e, tc.name)
 	}
 
 	// Bodies over the cap, and the wrong principals.
 	big := `{"template": "` + strings.Repeat("x", 2<<20) + `"}`
-	if r := e.do("POST", "/org/import", e.admin, big); r.Status != 413 {
+	if r := e.Serve("POST", "/org/import", e.Admin, big); r.Status != 413 {
 		t.Errorf("oversized body: %d", r.Status)
 	}
-	if r := e.do("POST", "/org/import", "", map[string]any{"dir": "cycle"}); r.Status != 401 {
+	if r := e.Serve("POST", "/org/import", "", map[string]any{"dir": "cycle"}); r.Status != 401 {
 		t.Errorf("no credentials: %d", r.Status)
 	}
-	if r := e.do("POST", "/org/import", "garbage", map[string]any{"dir": "cycle"}); r.Status != 401 {
+	if r := e.Serve("POST", "/org/import", "garbage", map[string]any{"dir": "cycle"}); r.Status != 401 {
 		t.Errorf("garbage credentials: %d", r.Status)
 	}
-	e.assertNothingWritten("auth")
-	_, tok := e.workspace("agent", nil)
-	if r := e.do("POST", "/org/import", tok, map[string]any{"dir": "cycle"}); r.Status != 403 {
+	assertNothingWritten(t, e, "auth")
+	_, tok := e.Workspace(&store.Workspace{Name: "agent"})
+	if r := e.Serve("POST", "/org/import", tok, map[string]any{"dir": "cycle"}); r.Status != 403 {
 		t.Errorf("workspace token: %d", r.Status)
 	}
-	if r := e.do("GET", "/org/templates", tok, nil); r.Status != 403 {
+	if r := e.Serve("GET", "/org/templates", tok, nil); r.Status != 403 {
 		t.Errorf("workspace token lists templates: %d", r.Status)
 	}
 }
@@ -187,7 +189,7 @@ func TestImportExampleOrgTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := newFakeLifecycle()
+	fake := provisionertest.New()
 	e := newOrgEnv(t, map[string]string{"MOLECULE_ORG_TEMPLATES_DIR": templates}, fake)
 	org, err := orgtemplate.LoadDir(filepath.Join(templates, "software-team"), orgtemplate.Options{})
 	if err != nil {
@@ -214,13 +216,13 @@ func TestImportExampleOrgTwice(t *testing.T) {
 	}
 
 	// The list shows it with its count after includes.
-	r := e.do("GET", "/org/templates", e.admin, nil)
+	r := e.Serve("GET", "/org/templates", e.Admin, nil)
 	var list []orgtemplate.Summary
 	if err := json.Unmarshal(r.Body, &list); r.Status != 200 || err != nil || len(list) != 1 || list[0].Workspaces != len(wantParent) || list[0].Dir != "software-team" {
 		t.Fatalf("GET /org/templates: %d %s", r.Status, r.Body)
 	}
 
-	r = e.do("POST", "/org/import", e.admin, map[string]any{"dir": "software-team"})
+	r = e.Serve("POST", "/org/import", e.Admin, map[string]any{"dir": "software-team"})
 	if r.Status != 201 {
 		t.Fatalf("import: %d %s", r.Status, r.Body)
 	}
@@ -230,7 +232,7 @@ func TestImportExampleOrgTwice(t *testing.T) {
 		t.Fatalf("import response: %s", r.Body)
 	}
 	checkTree := func() map[string]uuid.UUID {
-		rows, err := e.st.DB.Query(`SELECT w.name, coalesce(p.name, ''), w.status FROM workspaces w
+		rows, err := e.Store.DB.Query(`SELECT w.name, coalesce(p.name, ''), w.status FROM workspaces w
 			LEFT JOIN workspaces p ON p.id = w.parent_id WHERE w.status <> 'removed'`)
 		if err != nil {
 			t.Fatal(err)
@@ -250,10 +252,10 @@ func TestImportExampleOrgTwice(t *testing.T) {
 				t.Errorf("%s: parent %q, want %q", name, got[name], parent)
 			}
 		}
-		if n := e.count("workspace_schedules", "source = 'template'"); n != wantSchedules {
+		if n := e.Count("workspace_schedules", "source = 'template'"); n != wantSchedules {
 			t.Errorf("%d template schedules, want %d", n, wantSchedules)
 		}
-		if n := e.count("workspace_schedules", "source = 'template' AND enabled AND next_run_at > now()"); n != wantEnabled {
+		if n := e.Count("workspace_schedules", "source = 'template' AND enabled AND next_run_at > now()"); n != wantEnabled {
 			t.Errorf("%d enabled template schedules with a next run, want %d", n, wantEnabled)
 		}
 		ids := map[string]uuid.UUID{}
@@ -264,29 +266,29 @@ func TestImportExampleOrgTwice(t *testing.T) {
 	}
 	ids := checkTree()
 	// Background provisioning: prompts written, then Provision, for each.
-	eventually(t, "provisioning of every workspace", func() bool { _, p := fake.calls(); return p == len(wantParent) })
+	kit.Eventually(t, "provisioning of every workspace", func() bool { return fake.Total("provision") == len(wantParent) })
 	pm := ids[org.Workspaces[0].Name]
-	if got, _ := fake.ReadFile(context.Background(), pm, "system-prompt.md"); string(got) != org.Workspaces[0].SystemPrompt || len(got) == 0 {
+	if got, _ := fake.File(pm, "system-prompt.md"); string(got) != org.Workspaces[0].SystemPrompt || len(got) == 0 {
 		t.Errorf("PM system prompt not delivered: %q", got)
 	}
-	pmFiles := strings.Join(fake.files(pm), ",")
+	pmFiles := strings.Join(fake.Files(pm), ",")
 	for _, want := range []string{"system-prompt.md", "initial-prompt.md", "idle-prompt.md", "prompts/"} {
 		if !strings.Contains(pmFiles, want) {
 			t.Errorf("PM files %s lack %s", pmFiles, want)
 		}
 	}
 	var cfg map[string]any
-	cfgData, _ := fake.ReadFile(context.Background(), pm, "config.yaml")
+	cfgData, _ := fake.File(pm, "config.yaml")
 	if err := yaml.Unmarshal(cfgData, &cfg); err != nil || cfg["name"] != org.Workspaces[0].Name || cfg["template"] != org.Name {
 		t.Errorf("PM config.yaml: %v %s", err, cfgData)
 	}
-	if tmpl, node, err := e.st.OrgNodeOf(context.Background(), pm); err != nil || tmpl != "dir:software-team" || node != org.Workspaces[0].Name {
+	if tmpl, node, err := e.Store.OrgNodeOf(context.Background(), pm); err != nil || tmpl != "dir:software-team" || node != org.Workspaces[0].Name {
 		t.Errorf("OrgNodeOf: %q %q %v", tmpl, node, err)
 	}
 	if strings.Contains(pmFiles, "workspace.yaml") {
 		t.Errorf("template source delivered: %s", pmFiles)
 	}
-	if n := e.count("events", "event_type = 'WORKSPACE_PROVISIONING'"); n != len(wantParent) {
+	if n := e.Count("events", "event_type = 'WORKSPACE_PROVISIONING'"); n != len(wantParent) {
 		t.Errorf("%d WORKSPACE_PROVISIONING events", n)
 	}
 
@@ -295,22 +297,22 @@ func TestImportExampleOrgTwice(t *testing.T) {
 	var schedID uuid.UUID
 	var schedWS uuid.UUID
 	var schedPrompt string
-	if err := e.st.DB.QueryRow(`SELECT id, workspace_id, prompt FROM workspace_schedules WHERE source = 'template' LIMIT 1`).Scan(&schedID, &schedWS, &schedPrompt); err != nil {
+	if err := e.Store.DB.QueryRow(`SELECT id, workspace_id, prompt FROM workspace_schedules WHERE source = 'template' LIMIT 1`).Scan(&schedID, &schedWS, &schedPrompt); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.st.DB.Exec(`UPDATE workspace_schedules SET prompt = 'edited', run_count = 5 WHERE id = $1`, schedID); err != nil {
+	if _, err := e.Store.DB.Exec(`UPDATE workspace_schedules SET prompt = 'edited', run_count = 5 WHERE id = $1`, schedID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.st.DB.Exec(`INSERT INTO workspace_schedules (id, workspace_id, name, cron_expr, prompt, source)
+	if _, err := e.Store.DB.Exec(`INSERT INTO workspace_schedules (id, workspace_id, name, cron_expr, prompt, source)
 		VALUES ($1, $2, 'mine', '* * * * *', 'runtime prompt', 'runtime')`, uuid.New(), pm); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.st.DB.Exec(`INSERT INTO workspace_schedules (id, workspace_id, name, cron_expr, prompt, source)
+	if _, err := e.Store.DB.Exec(`INSERT INTO workspace_schedules (id, workspace_id, name, cron_expr, prompt, source)
 		VALUES ($1, $2, 'stale', '* * * * *', 'gone from the template', 'template')`, uuid.New(), pm); err != nil {
 		t.Fatal(err)
 	}
 
-	r = e.do("POST", "/org/import", e.admin, map[string]any{"dir": "software-team"})
+	r = e.Serve("POST", "/org/import", e.Admin, map[string]any{"dir": "software-team"})
 	var second importResponse
 	json.Unmarshal(r.Body, &second)
 	if r.Status != 201 || second.Count != len(wantParent) || second.Created != 0 {
@@ -324,28 +326,28 @@ func TestImportExampleOrgTwice(t *testing.T) {
 	checkTree()
 	var prompt string
 	var runs int
-	e.st.DB.QueryRow(`SELECT prompt, run_count FROM workspace_schedules WHERE id = $1`, schedID).Scan(&prompt, &runs)
+	e.Store.DB.QueryRow(`SELECT prompt, run_count FROM workspace_schedules WHERE id = $1`, schedID).Scan(&prompt, &runs)
 	if prompt != schedPrompt || runs != 5 {
 		t.Errorf("template schedule after re-import: prompt %q runs %d", prompt, runs)
 	}
-	if n := e.count("workspace_schedules", "source = 'runtime' AND name = 'mine' AND prompt = 'runtime prompt'"); n != 1 {
+	if n := e.Count("workspace_schedules", "source = 'runtime' AND name = 'mine' AND prompt = 'runtime prompt'"); n != 1 {
 		t.Errorf("runtime schedule touched by re-import")
 	}
-	if n := e.count("workspace_schedules", "name = 'stale'"); n != 0 {
+	if n := e.Count("workspace_schedules", "name = 'stale'"); n != 0 {
 		t.Errorf("template schedule no longer in the template survived")
 	}
-	if _, p := fake.calls(); p != len(wantParent) {
+	if p := fake.Total("provision"); p != len(wantParent) {
 		t.Errorf("re-import re-provisioned existing workspaces: %d calls", p)
 	}
 }
 
 func TestImportInlineExternalChannelsAndSecrets(t *testing.T) {
-	e := newOrgEnv(t, nil, newFakeLifecycle())
-	sealed, err := e.keyring.Seal([]byte("xoxb-from-secrets"), "global", "SLACK_BOT_TOKEN")
+	e := newOrgEnv(t, nil, provisionertest.New())
+	sealed, err := e.Keyring.Seal([]byte("xoxb-from-secrets"), "global", "SLACK_BOT_TOKEN")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.st.DB.Exec(`INSERT INTO global_secrets (key, sealed, key_id) VALUES ('SLACK_BOT_TOKEN', $1, 'test')`, sealed); err != nil {
+	if _, err := e.Store.DB.Exec(`INSERT INTO global_secrets (key, sealed, key_id) VALUES ('SLACK_BOT_TOKEN', $1, 'test')`, sealed); err != nil {
 		t.Fatal(err)
 	}
 	tmpl := `name: Inline Org
@@ -361,7 +363,7 @@ workspaces:
       - name: Outside Agent
         external: true
 `
-	r := e.do("POST", "/org/import", e.admin, map[string]any{"template": tmpl})
+	r := e.Serve("POST", "/org/import", e.Admin, map[string]any{"template": tmpl})
 	if r.Status != 201 {
 		t.Fatalf("import: %d %s", r.Status, r.Body)
 	}
@@ -372,18 +374,18 @@ workspaces:
 		t.Fatalf("external workspace: %+v", ext)
 	}
 	token, _ := ext.Connection["auth_token"].(string)
-	rec, err := e.st.LookupToken(context.Background(), auth.Hash(token))
+	rec, err := e.Store.LookupToken(context.Background(), auth.Hash(token))
 	if err != nil || rec.WorkspaceID != ext.ID {
 		t.Fatalf("connection token does not authenticate the workspace: %+v %v", rec, err)
 	}
 	if out.Workspaces[0].Connection != nil {
 		t.Error("a container workspace got connection info")
 	}
-	chans, err := e.st.ListChannels(context.Background(), out.Workspaces[0].ID)
+	chans, err := e.Store.ListChannels(context.Background(), out.Workspaces[0].ID)
 	if err != nil || len(chans) != 2 {
 		t.Fatalf("channels: %v %v", chans, err)
 	}
-	plain, err := e.keyring.Open(chans[0].ConfigSealed, out.Workspaces[0].ID.String(), store.ChannelSecretName(chans[0].ID))
+	plain, err := e.Keyring.Open(chans[0].ConfigSealed, out.Workspaces[0].ID.String(), store.ChannelSecretName(chans[0].ID))
 	if err != nil || !strings.Contains(string(plain), "xoxb-from-secrets") {
 		t.Fatalf("channel config: %s %v", plain, err)
 	}
@@ -395,38 +397,40 @@ workspaces:
 	}
 
 	// Re-import (same inline org): same rows, no new token, channel ids kept.
-	r = e.do("POST", "/org/import", e.admin, map[string]any{"template": tmpl})
+	r = e.Serve("POST", "/org/import", e.Admin, map[string]any{"template": tmpl})
 	var again importResponse
 	json.Unmarshal(r.Body, &again)
 	if r.Status != 201 || again.Created != 0 || again.Workspaces[1].Connection != nil {
 		t.Fatalf("re-import: %d %s", r.Status, r.Body)
 	}
-	chans2, _ := e.st.ListChannels(context.Background(), out.Workspaces[0].ID)
+	chans2, _ := e.Store.ListChannels(context.Background(), out.Workspaces[0].ID)
 	if len(chans2) != 2 || chans2[0].ID != chans[0].ID {
 		t.Errorf("channels replaced on re-import")
 	}
-	if n := e.count("auth_tokens"); n != 1 {
+	if n := e.Count("auth_tokens"); n != 1 {
 		t.Errorf("%d tokens after re-import", n)
 	}
 }
 
 func TestImportWithoutBackendMarksWorkspacesFailed(t *testing.T) {
-	e := newOrgEnv(t, nil, &fakeLifecycle{noBackend: true, writes: map[uuid.UUID]map[string][]byte{}})
-	r := e.do("POST", "/org/import", e.admin, map[string]any{"template": map[string]any{
+	fake := provisionertest.New()
+	fake.SetNoBackend(true)
+	e := newOrgEnv(t, nil, fake)
+	r := e.Serve("POST", "/org/import", e.Admin, map[string]any{"template": map[string]any{
 		"name": "Solo", "workspaces": []any{map[string]any{"name": "One", "system_prompt": "hi",
 			"children": []any{map[string]any{"name": "Ext", "external": true}}}},
 	}})
 	if r.Status != 201 {
 		t.Fatalf("import: %d %s", r.Status, r.Body)
 	}
-	eventually(t, "failed status", func() bool {
-		return e.count("workspaces", "status = 'failed' AND last_sample_error = '"+provisioner.ErrNoBackend.Error()+"'") == 1
+	kit.Eventually(t, "failed status", func() bool {
+		return e.Count("workspaces", "status = 'failed' AND last_sample_error = '"+provisioner.ErrNoBackend.Error()+"'") == 1
 	})
-	if n := e.count("workspaces", "status = 'awaiting_agent' AND external"); n != 1 {
+	if n := e.Count("workspaces", "status = 'awaiting_agent' AND external"); n != 1 {
 		t.Errorf("external workspace status changed")
 	}
 	// The event follows the status change.
-	eventually(t, "WORKSPACE_PROVISION_FAILED", func() bool {
-		return e.count("events", "event_type = 'WORKSPACE_PROVISION_FAILED'") == 1
+	kit.Eventually(t, "WORKSPACE_PROVISION_FAILED", func() bool {
+		return e.Count("events", "event_type = 'WORKSPACE_PROVISION_FAILED'") == 1
 	})
 }

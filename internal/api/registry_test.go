@@ -11,6 +11,8 @@ import (
 	"github.com/DATA-DOG/go-sqlmock"
 	"github.com/google/uuid"
 
+	"github.com/moleculesai/molecule/internal/api"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 	"github.com/moleculesai/molecule/internal/events"
 	"github.com/moleculesai/molecule/internal/store"
 )
@@ -34,9 +36,9 @@ func spendOf(t *testing.T, st *store.Store, id uuid.UUID) int64 {
 }
 
 func TestRegisterAndHeartbeat(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	id, tok := h.createProvisioned("agent", nil)
-	other, otherTok := h.createProvisioned("other", nil)
+	h := api.NewTestServer(t, api.TestServerOptions{})
+	id, tok := createProvisioned(t, h, "agent", nil)
+	other, otherTok := createProvisioned(t, h, "other", nil)
 	sub := h.Hub.SubscribeWorkspace(id, 256)
 	defer sub.Close()
 
@@ -144,12 +146,10 @@ func TestRegisterAndHeartbeat(t *testing.T) {
 		t.Fatal(got[0].Type)
 	}
 	// Heartbeats are not stored; transitions are.
-	var stored int
-	_ = h.Store.DB.QueryRow(`SELECT count(*) FROM events WHERE event_type IN ('WORKSPACE_HEARTBEAT','TASK_UPDATED')`).Scan(&stored)
-	if stored != 0 {
+	if stored := kit.Count(t, h.Store.DB, "events", "event_type IN ('WORKSPACE_HEARTBEAT','TASK_UPDATED')"); stored != 0 {
 		t.Fatalf("%d heartbeat events stored", stored)
 	}
-	ev := storedEvents(t, h.Store, id)
+	ev := kit.EventTypes(t, h.Store.DB, id)
 	if !strings.Contains(strings.Join(ev, ","), "WORKSPACE_DEGRADED") {
 		t.Fatalf("no degraded event: %v", ev)
 	}
@@ -337,7 +337,7 @@ func TestRegisterDatabaseFailureIsOpaque(t *testing.T) {
 	id := uuid.New()
 	tok := "agent-token-for-sqlmock-test-0000000000000"
 	mock.ExpectQuery(`UPDATE workspaces w SET url`).WillReturnError(errBoom)
-	h := newHarness(t, harnessOpts{store: store.New(db), lookup: fakeLookup{hash: hashOf(tok), ws: id}})
+	h := api.NewTestServer(t, api.TestServerOptions{Store: store.New(db), Lookup: fakeLookup{hash: hashOf(tok), ws: id}})
 	r := h.Do("POST", "/registry/register", tok, map[string]any{"id": id.String(), "url": "http://10.0.0.1:8000"})
 	wantStatus(t, r, http.StatusInternalServerError)
 	m := r.Map(t)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -92,13 +91,7 @@ func freePort(t *testing.T) int {
 // kill it (never the shared one).
 func startRedis(t *testing.T, port int) *exec.Cmd {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is required in CI")
-		}
-		t.Skip("redis-server not installed")
-	}
+	bin := testutil.NeedCommand(t, "redis-server")
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

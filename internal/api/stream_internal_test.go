@@ -3,47 +3,27 @@ package api
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/moleculesai/molecule/internal/auth"
-	"github.com/moleculesai/molecule/internal/config"
 	"github.com/moleculesai/molecule/internal/events"
 	"github.com/moleculesai/molecule/internal/store"
-	"github.com/moleculesai/molecule/internal/testutil"
 )
 
 // streamServer builds a bare server (no app) whose stream timings and
 // shutdown channel the test controls.
-func streamServer(t *testing.T) (*Server, *httptest.Server, *events.Hub, chan struct{}, uuid.UUID) {
+func streamServer(t *testing.T) (*Server, string, *events.Hub, chan struct{}, uuid.UUID) {
 	t.Helper()
-	st := testutil.NewStore(t)
-	cfg, err := config.Load(config.FromMap(map[string]string{"DATABASE_URL": "postgres://x@localhost/x", "ADMIN_TOKEN": "admin"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub := events.NewHub()
 	shutdown := make(chan struct{})
-	s, h := NewServer(Deps{Config: cfg, Store: st, Auth: auth.New("admin", st), Hub: hub,
-		Events: events.NewBroadcaster(st, nil, hub, log), Metrics: prometheus.NewRegistry(), Log: log, Shutdown: shutdown})
-	ws := &store.Workspace{ID: uuid.New(), Name: "a", Status: store.StatusOnline}
-	if err := st.Tx(context.Background(), func(tx *sql.Tx) error { return store.InsertWorkspaceTx(context.Background(), tx, ws) }); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return s, srv, hub, shutdown, ws.ID
+	h := NewTestServer(t, TestServerOptions{Env: map[string]string{"ADMIN_TOKEN": "admin"}, Shutdown: shutdown})
+	id, _ := h.Workspace(&store.Workspace{Name: "a"})
+	return h.Server, h.URL, h.Hub, shutdown, id
 }
 
 func openStream(t *testing.T, url string, ws uuid.UUID) (*http.Response, *bufio.Reader) {
@@ -59,9 +39,9 @@ func openStream(t *testing.T, url string, ws uuid.UUID) (*http.Response, *bufio.
 }
 
 func TestStreamKeepaliveAndShutdown(t *testing.T) {
-	s, srv, hub, shutdown, ws := streamServer(t)
+	s, url, hub, shutdown, ws := streamServer(t)
 	s.streamKeepalive = 30 * time.Millisecond
-	_, br := openStream(t, srv.URL, ws)
+	_, br := openStream(t, url, ws)
 	var lines []string
 	for len(lines) < 6 {
 		line, err := br.ReadString('\n')
@@ -93,10 +73,10 @@ func TestStreamKeepaliveAndShutdown(t *testing.T) {
 // A client that stops reading is dropped; others on the same workspace
 // keep receiving every event.
 func TestStreamSlowClientDropped(t *testing.T) {
-	s, srv, hub, _, ws := streamServer(t)
+	s, url, hub, _, ws := streamServer(t)
 	s.streamWriteLimit = 200 * time.Millisecond
 	s.streamKeepalive = 200 * time.Millisecond
-	openStream(t, srv.URL, ws) // never read past the headers
+	openStream(t, url, ws) // never read past the headers
 	waitCount(t, hub, 1)
 	fast := hub.SubscribeWorkspace(ws, 4096)
 	defer fast.Close()
@@ -129,10 +109,10 @@ func waitCount(t *testing.T, hub *events.Hub, want int) {
 }
 
 func TestWebSocketEndsOnShutdown(t *testing.T) {
-	_, srv, hub, shutdown, ws := streamServer(t)
+	_, url, hub, shutdown, ws := streamServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws",
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/ws",
 		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer admin"}}})
 	if err != nil {
 		t.Fatal(err)

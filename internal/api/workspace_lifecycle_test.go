@@ -11,50 +11,52 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/moleculesai/molecule/internal/api"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 	"github.com/moleculesai/molecule/internal/auth"
 	"github.com/moleculesai/molecule/internal/store"
 )
 
 // createProvisioned creates a non-external workspace through the API and a
 // token for it (as the provisioner would hand the agent).
-func (h *harness) createProvisioned(name string, parent *uuid.UUID) (uuid.UUID, string) {
-	h.t.Helper()
+func createProvisioned(t *testing.T, h *api.TestServer, name string, parent *uuid.UUID) (uuid.UUID, string) {
+	t.Helper()
 	body := map[string]any{"name": name}
 	if parent != nil {
 		body["parent_id"] = parent.String()
 	}
 	r := h.Do("POST", "/workspaces", h.Admin, body)
 	if r.Status != http.StatusCreated {
-		h.t.Fatalf("create: %d %s", r.Status, r.Body)
+		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
 	var w struct {
 		ID     uuid.UUID `json:"id"`
 		Status string    `json:"status"`
 	}
-	r.JSON(h.t, &w)
+	r.JSON(t, &w)
 	if w.Status != "provisioning" {
-		h.t.Fatalf("status %q", w.Status)
+		t.Fatalf("status %q", w.Status)
 	}
 	plain, hash, prefix := auth.NewToken()
 	if _, err := h.Store.CreateWorkspaceToken(context.Background(), store.NewTokenRow{ID: uuid.New(), WorkspaceID: w.ID,
 		Hash: hash, Prefix: prefix}); err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return w.ID, plain
 }
 
 func TestCreateProvisionsAsync(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	id, _ := h.createProvisioned("agent", nil)
-	if h.LC.count("provision", id) != 1 {
-		t.Fatalf("calls: %v", h.LC.calls)
+	h := api.NewTestServer(t, api.TestServerOptions{})
+	id, _ := createProvisioned(t, h, "agent", nil)
+	if h.LC.Count("provision", id) != 1 {
+		t.Fatalf("calls: %v", h.LC.Calls())
 	}
-	if ev := storedEvents(t, h.Store, id); !slices.Equal(ev, []string{"WORKSPACE_PROVISIONING"}) {
+	if ev := kit.EventTypes(t, h.Store.DB, id); !slices.Equal(ev, []string{"WORKSPACE_PROVISIONING"}) {
 		t.Fatalf("events: %v", ev)
 	}
 
 	// A backend that cannot queue the work leaves the workspace failed.
-	h.LC.provisionErr = errBoom
+	h.LC.SetProvisionErr(errBoom)
 	r := h.Do("POST", "/workspaces", h.Admin, map[string]any{"name": "doomed"})
 	wantStatus(t, r, http.StatusCreated)
 	var w struct{ ID uuid.UUID }
@@ -62,16 +64,16 @@ func TestCreateProvisionsAsync(t *testing.T) {
 	if s := statusOf(t, h.Store, w.ID); s != "failed" {
 		t.Fatalf("status %q", s)
 	}
-	if ev := storedEvents(t, h.Store, w.ID); !slices.Equal(ev, []string{"WORKSPACE_PROVISIONING", "WORKSPACE_PROVISION_FAILED"}) {
+	if ev := kit.EventTypes(t, h.Store.DB, w.ID); !slices.Equal(ev, []string{"WORKSPACE_PROVISIONING", "WORKSPACE_PROVISION_FAILED"}) {
 		t.Fatalf("events: %v", ev)
 	}
 }
 
 func TestRestart(t *testing.T) {
 	rb := &fakeRebuilder{}
-	h := newHarness(t, harnessOpts{rebuilder: rb})
-	id, tok := h.createProvisioned("agent", nil)
-	other, otherTok := h.createProvisioned("other", nil)
+	h := api.NewTestServer(t, api.TestServerOptions{Rebuilder: rb})
+	id, tok := createProvisioned(t, h, "agent", nil)
+	other, otherTok := createProvisioned(t, h, "other", nil)
 	_, _, _ = h.Store.SetWorkspaceStatus(context.Background(), id, store.StatusOnline)
 
 	// A workspace restarts itself with its own token.
@@ -80,8 +82,8 @@ func TestRestart(t *testing.T) {
 	if r.Map(t)["status"] != "provisioning" || statusOf(t, h.Store, id) != "provisioning" {
 		t.Fatalf("restart: %s", r.Body)
 	}
-	if h.LC.count("stop", id) != 1 || h.LC.count("provision", id) != 2 {
-		t.Fatalf("calls: %v", h.LC.calls)
+	if h.LC.Count("stop", id) != 1 || h.LC.Count("provision", id) != 2 {
+		t.Fatalf("calls: %v", h.LC.Calls())
 	}
 	wantStatus(t, h.Do("POST", "/workspaces/"+id.String()+"/restart", otherTok, nil), 403)
 	r = h.Do("POST", "/workspaces/"+other.String()+"/restart", h.Admin, map[string]any{"rebuild_config": true})
@@ -105,19 +107,19 @@ func TestRestart(t *testing.T) {
 }
 
 func TestRebuildWithoutRebuilder(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	id, _ := h.createProvisioned("agent", nil)
+	h := api.NewTestServer(t, api.TestServerOptions{})
+	id, _ := createProvisioned(t, h, "agent", nil)
 	wantStatus(t, h.Do("POST", "/workspaces/"+id.String()+"/restart", h.Admin, map[string]any{"rebuild_config": true}), 503)
 }
 
 func TestPauseResumeTree(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	root, rootTok := h.createProvisioned("root", nil)
-	child, _ := h.createProvisioned("child", &root)
+	h := api.NewTestServer(t, api.TestServerOptions{})
+	root, rootTok := createProvisioned(t, h, "root", nil)
+	child, _ := createProvisioned(t, h, "child", &root)
 	r := h.Do("POST", "/workspaces", h.Admin, map[string]any{"name": "ext", "external": true, "parent_id": child.String()})
 	var ext struct{ ID uuid.UUID }
 	r.JSON(t, &ext)
-	sibling, _ := h.createProvisioned("sibling", nil)
+	sibling, _ := createProvisioned(t, h, "sibling", nil)
 
 	r = h.Do("POST", "/workspaces/"+root.String()+"/pause", rootTok, nil)
 	wantStatus(t, r, 200)
@@ -128,15 +130,15 @@ func TestPauseResumeTree(t *testing.T) {
 		if s := statusOf(t, h.Store, id); s != "paused" {
 			t.Fatalf("%s is %s", id, s)
 		}
-		if ev := storedEvents(t, h.Store, id); ev[len(ev)-1] != "WORKSPACE_PAUSED" {
+		if ev := kit.EventTypes(t, h.Store.DB, id); ev[len(ev)-1] != "WORKSPACE_PAUSED" {
 			t.Fatalf("events %v", ev)
 		}
 	}
 	if statusOf(t, h.Store, sibling) == "paused" {
 		t.Fatal("sibling paused")
 	}
-	if h.LC.count("stop", root) != 1 || h.LC.count("stop", child) != 1 || h.LC.count("stop", ext.ID) != 0 {
-		t.Fatalf("stops: %v", h.LC.calls)
+	if h.LC.Count("stop", root) != 1 || h.LC.Count("stop", child) != 1 || h.LC.Count("stop", ext.ID) != 0 {
+		t.Fatalf("stops: %v", h.LC.Calls())
 	}
 	// Idempotent.
 	r = h.Do("POST", "/workspaces/"+root.String()+"/pause", h.Admin, nil)
@@ -153,18 +155,18 @@ func TestPauseResumeTree(t *testing.T) {
 	if statusOf(t, h.Store, child) != "provisioning" || statusOf(t, h.Store, ext.ID) != "awaiting_agent" {
 		t.Fatal("resume statuses")
 	}
-	if h.LC.count("provision", child) != 2 || h.LC.count("provision", ext.ID) != 0 {
-		t.Fatalf("provisions: %v", h.LC.calls)
+	if h.LC.Count("provision", child) != 2 || h.LC.Count("provision", ext.ID) != 0 {
+		t.Fatalf("provisions: %v", h.LC.Calls())
 	}
 }
 
 func TestDeleteStopsContainers(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	root, _ := h.createProvisioned("root", nil)
-	child, _ := h.createProvisioned("child", &root)
+	h := api.NewTestServer(t, api.TestServerOptions{})
+	root, _ := createProvisioned(t, h, "root", nil)
+	child, _ := createProvisioned(t, h, "child", &root)
 	wantStatus(t, h.Do("DELETE", "/workspaces/"+root.String()+"?confirm=true", h.Admin, nil), 200)
-	if h.LC.count("remove", root) != 1 || h.LC.count("remove", child) != 1 {
-		t.Fatalf("removes: %v", h.LC.calls)
+	if h.LC.Count("remove", root) != 1 || h.LC.Count("remove", child) != 1 {
+		t.Fatalf("removes: %v", h.LC.Calls())
 	}
 }
 
@@ -191,8 +193,8 @@ func TestLifecycleNoBackend(t *testing.T) {
 }
 
 func TestSweeps(t *testing.T) {
-	h := newHarness(t, harnessOpts{env: map[string]string{"MOLECULE_LIVENESS_TTL": "1s", "MOLECULE_PROVISION_TIMEOUT": "1s"}})
-	prov, provTok := h.createProvisioned("prov", nil)
+	h := api.NewTestServer(t, api.TestServerOptions{Env: map[string]string{"MOLECULE_LIVENESS_TTL": "1s", "MOLECULE_PROVISION_TIMEOUT": "1s"}})
+	prov, provTok := createProvisioned(t, h, "prov", nil)
 	r := h.Do("POST", "/workspaces", h.Admin, map[string]any{"name": "ext", "external": true})
 	var ext struct {
 		ID         uuid.UUID
@@ -204,7 +206,7 @@ func TestSweeps(t *testing.T) {
 	urlOnly := h.Do("POST", "/workspaces", h.Admin, map[string]any{"name": "url-only", "external": true, "url": "http://10.0.0.9:8000"})
 	var uo struct{ ID uuid.UUID }
 	urlOnly.JSON(t, &uo)
-	stuck, _ := h.createProvisioned("stuck", nil)
+	stuck, _ := createProvisioned(t, h, "stuck", nil)
 
 	for _, w := range []struct {
 		id  uuid.UUID
@@ -227,16 +229,16 @@ func TestSweeps(t *testing.T) {
 		t.Fatalf("url-only external never beats and stays online: %s", s)
 	}
 	// The provisioned one went offline, then was restarted.
-	if s := statusOf(t, h.Store, prov); s != "provisioning" || h.LC.count("provision", prov) != 2 {
-		t.Fatalf("prov: %s %v", s, h.LC.calls)
+	if s := statusOf(t, h.Store, prov); s != "provisioning" || h.LC.Count("provision", prov) != 2 {
+		t.Fatalf("prov: %s %v", s, h.LC.Calls())
 	}
-	if ev := storedEvents(t, h.Store, prov); !slices.Equal(ev[len(ev)-3:], []string{"WORKSPACE_ONLINE", "WORKSPACE_OFFLINE", "WORKSPACE_PROVISIONING"}) {
+	if ev := kit.EventTypes(t, h.Store.DB, prov); !slices.Equal(ev[len(ev)-3:], []string{"WORKSPACE_ONLINE", "WORKSPACE_OFFLINE", "WORKSPACE_PROVISIONING"}) {
 		t.Fatalf("prov events: %v", ev)
 	}
 	if s := statusOf(t, h.Store, stuck); s != "failed" {
 		t.Fatalf("stuck: %s", s)
 	}
-	ev := storedEvents(t, h.Store, stuck)
+	ev := kit.EventTypes(t, h.Store.DB, stuck)
 	if ev[len(ev)-1] != "WORKSPACE_PROVISION_FAILED" {
 		t.Fatalf("stuck events: %v", ev)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/apptest"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 )
 
 // startWS boots a server with the test defaults (no provisioner).
@@ -155,9 +156,8 @@ func TestWorkspaceCreateNoBackend(t *testing.T) {
 	if !strings.Contains(r.Map(t)["error"].(string), "MOLECULE_PROVISIONER") {
 		t.Fatalf("unclear 503: %s", r.Body)
 	}
-	var n int
-	if err := in.App.Store.DB.QueryRow(`SELECT count(*) FROM workspaces`).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("503 wrote %d rows (%v)", n, err)
+	if n := kit.Count(t, in.App.Store.DB, "workspaces", ""); n != 0 {
+		t.Fatalf("503 wrote %d rows", n)
 	}
 }
 
@@ -177,9 +177,8 @@ func TestWorkspaceCreateExternalWithURLAndSecrets(t *testing.T) {
 		t.Fatalf("create: %s", r.Body)
 	}
 	id := m["id"].(string)
-	var n int
 	var sealed []byte
-	_ = in.App.Store.DB.QueryRow(`SELECT count(*) FROM workspace_secrets WHERE workspace_id = $1`, id).Scan(&n)
+	n := kit.Count(t, in.App.Store.DB, "workspace_secrets", "workspace_id = $1", id)
 	_ = in.App.Store.DB.QueryRow(`SELECT sealed FROM workspace_secrets WHERE workspace_id = $1 AND key = 'API_KEY'`, id).Scan(&sealed)
 	if n != 2 || len(sealed) == 0 || bytes.Contains(sealed, []byte("s3cr3t")) {
 		t.Fatalf("secrets stored: %d", n)
@@ -210,9 +209,8 @@ func TestWorkspaceCreateIsOneTransaction(t *testing.T) {
 		t.Fatalf("500 not opaque: %s", r.Body)
 	}
 	for _, table := range []string{"workspaces", "workspace_secrets", "auth_tokens"} {
-		var n int
-		if err := in.App.Store.DB.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil || n != 0 {
-			t.Fatalf("%s has %d rows after a failed create (%v)", table, n, err)
+		if n := kit.Count(t, in.App.Store.DB, table, ""); n != 0 {
+			t.Fatalf("%s has %d rows after a failed create", table, n)
 		}
 	}
 }
@@ -306,13 +304,11 @@ func TestWorkspaceDelete(t *testing.T) {
 	if len(list) != 1 || list[0]["id"] != other.String() {
 		t.Fatalf("list after delete: %s", r.Body)
 	}
-	var live int
-	_ = in.App.Store.DB.QueryRow(`SELECT count(*) FROM auth_tokens WHERE revoked_at IS NULL AND workspace_id <> $1`, other).Scan(&live)
-	if live != 0 {
+	if live := kit.Count(t, in.App.Store.DB, "auth_tokens", "revoked_at IS NULL AND workspace_id <> $1", other); live != 0 {
 		t.Fatalf("%d tokens of removed workspaces still live", live)
 	}
-	waitFor(t, "WORKSPACE_REMOVED", func() bool {
-		ev := storedEvents(t, in.App.Store, b)
+	kit.Eventually(t, "WORKSPACE_REMOVED", func() bool {
+		ev := kit.EventTypes(t, in.App.Store.DB, b)
 		return len(ev) > 0 && ev[len(ev)-1] == "WORKSPACE_REMOVED"
 	})
 	// A leaf needs no confirmation.

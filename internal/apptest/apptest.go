@@ -4,21 +4,18 @@
 package apptest
 
 import (
-	"bytes"
 	"context"
-	"database/sql"
-	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/moleculesai/molecule/internal/app"
-	"github.com/moleculesai/molecule/internal/auth"
+	"github.com/moleculesai/molecule/internal/apptest/kit"
 	"github.com/moleculesai/molecule/internal/config"
 	"github.com/moleculesai/molecule/internal/store"
 	"github.com/moleculesai/molecule/internal/testutil"
@@ -31,6 +28,11 @@ type Instance struct {
 	URL   string
 	Admin string // the admin bearer
 	DSN   string
+
+	stop    context.CancelFunc
+	done    chan error
+	stopped sync.Once
+	runErr  error
 }
 
 // Options tune Start.
@@ -95,81 +97,39 @@ func Start(t testing.TB, opts Options) *Instance {
 		cancel()
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	in := &Instance{t: t, App: a, URL: "http://" + ln.Addr().String(), Admin: a.AdminToken(), DSN: dsn,
+		stop: cancel, done: make(chan error, 1)}
+	go func() { in.done <- a.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("server did not shut down")
-		}
+		in.Stop()
 		a.Close()
 	})
-	return &Instance{t: t, App: a, URL: "http://" + ln.Addr().String(), Admin: a.AdminToken(), DSN: dsn}
+	return in
 }
 
-// Response is a decoded answer.
-type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
+// Stop shuts the server down as SIGTERM would (drain requests and streams,
+// stop loops, flush batched writes) and returns what Run returned. It is
+// safe to call more than once; the test's cleanup calls it too.
+func (in *Instance) Stop() error {
+	in.stopped.Do(func() {
+		in.stop()
+		select {
+		case in.runErr = <-in.done:
+		case <-time.After(30 * time.Second):
+			in.t.Errorf("server did not shut down")
+		}
+	})
+	return in.runErr
 }
 
-// JSON decodes the body into v, failing the test on error.
-func (r *Response) JSON(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		t.Fatalf("decode %s: %v", r.Body, err)
-	}
-}
+// Response is a decoded answer (see kit.Response).
+type Response = kit.Response
 
-// Map decodes the body as an object.
-func (r *Response) Map(t testing.TB) map[string]any {
-	t.Helper()
-	var m map[string]any
-	r.JSON(t, &m)
-	return m
-}
-
-// Do sends a request with an optional bearer. body may be nil, a string or
-// []byte (sent as is), or anything else (sent as JSON).
+// Do sends a request with an optional bearer (see kit.Do). body may be
+// nil, a string or []byte (sent as is), or anything else (sent as JSON).
 func (in *Instance) Do(method, path, bearer string, body any, headers ...string) *Response {
 	in.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = bytes.NewBufferString(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		data, err := json.Marshal(b)
-		if err != nil {
-			in.t.Fatal(err)
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, in.URL+path, rd)
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		in.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	return kit.Do(in.t, in.URL, method, path, bearer, body, headers...)
 }
 
 // CreateWorkspaceRow inserts a workspace directly (bypassing the API) with
@@ -182,17 +142,7 @@ func (in *Instance) CreateWorkspaceRow(name string, parent *uuid.UUID) (uuid.UUI
 // CreateWorkspace inserts an external, online workspace and a token for it.
 func CreateWorkspace(t testing.TB, st *store.Store, name string, parent *uuid.UUID) (uuid.UUID, string) {
 	t.Helper()
-	ctx := context.Background()
-	ws := &store.Workspace{ID: uuid.New(), Name: name, Status: store.StatusOnline, ParentID: parent, External: true}
-	plain, hash, prefix := auth.NewToken()
-	err := st.Tx(ctx, func(tx *sql.Tx) error {
-		if err := store.InsertWorkspaceTx(ctx, tx, ws); err != nil {
-			return err
-		}
-		return store.InsertWorkspaceTokenTx(ctx, tx, store.NewTokenRow{ID: uuid.New(), WorkspaceID: ws.ID, Hash: hash, Prefix: prefix})
-	})
-	if err != nil {
-		t.Fatalf("create workspace %q: %v", name, err)
-	}
-	return ws.ID, plain
+	ws := &store.Workspace{Name: name, Status: store.StatusOnline, ParentID: parent, External: true}
+	tok := kit.InsertWorkspace(t, st, ws)
+	return ws.ID, tok
 }

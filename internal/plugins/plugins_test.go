@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"github.com/moleculesai/molecule/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,9 +163,7 @@ func TestStageLocalErrors(t *testing.T) {
 // commits and returns the base URL and both commit ids.
 func gitRepo(t *testing.T) (base, first, second string) {
 	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
+	testutil.NeedCommand(t, "git")
 	dir := t.TempDir()
 	work := filepath.Join(dir, "work")
 	git := func(args ...string) string {
