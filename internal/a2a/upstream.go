@@ -245,12 +245,14 @@ func requestHead(t Target, header http.Header, n int) ([]byte, error) {
 	b = append(b, t.RequestURI...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, t.Host...)
-	b = append(b, "\r\nUser-Agent: molecule-a2a\r\nContent-Length: "...)
+	// identity: the answer is passed back byte for byte with only its
+	// Content-Type, so it must not arrive compressed.
+	b = append(b, "\r\nUser-Agent: molecule-a2a\r\nAccept-Encoding: identity\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(n), 10)
 	b = append(b, "\r\n"...)
 	for k, vs := range header {
 		switch http.CanonicalHeaderKey(k) {
-		case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+		case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Accept-Encoding":
 			continue // framing is ours
 		}
 		if !validHeaderText(k) || k == "" {

@@ -57,7 +57,8 @@ func TestUpstreamPoolsConnections(t *testing.T) {
 	ts, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" ||
-			r.ContentLength != int64(len(b)) || r.URL.RequestURI() != "/rpc?x=1" || r.Host == "" {
+			r.ContentLength != int64(len(b)) || r.URL.RequestURI() != "/rpc?x=1" || r.Host == "" ||
+			r.Header.Get("Accept-Encoding") != "identity" || len(r.TransferEncoding) != 0 {
 			w.WriteHeader(http.StatusTeapot)
 			return
 		}
