@@ -13,7 +13,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -118,42 +117,36 @@ func (u *Upstream) Post(ctx context.Context, t Target, header http.Header, body 
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 0; ; attempt++ {
-		pc, reused := u.get(t.Addr)
-		if pc == nil {
-			c, err := u.dialer.DialContext(ctx, "tcp", t.Addr)
-			if err != nil {
-				return nil, err
-			}
-			pc = &upConn{Conn: c, br: bufio.NewReaderSize(c, 4096)}
+	// get never hands out a pooled connection the agent has already
+	// closed, so a call is sent exactly once: a failure after the request
+	// was written is the agent's (it may have acted on the call), and a
+	// JSON-RPC message must not be delivered twice.
+	pc := u.get(t.Addr)
+	if pc == nil {
+		c, err := u.dialer.DialContext(ctx, "tcp", t.Addr)
+		if err != nil {
+			return nil, err
 		}
-		ans, keep, stale, err := u.roundTrip(ctx, pc, head, body, max)
-		if err == nil {
-			if keep {
-				u.put(t.Addr, pc)
-			} else {
-				pc.Close()
-			}
-			return ans, nil
-		}
+		pc = &upConn{Conn: c, br: bufio.NewReaderSize(c, 4096)}
+	}
+	ans, keep, err := u.roundTrip(ctx, pc, head, body, max)
+	if err != nil {
 		pc.Close()
-		// A pooled connection the agent closed while it sat idle fails
-		// before any answer byte: the agent never saw the request, so one
-		// fresh connection is tried.
-		if reused && stale && attempt == 0 && ctx.Err() == nil {
-			continue
-		}
 		return nil, err
 	}
+	if keep {
+		u.put(t.Addr, pc)
+	} else {
+		pc.Close()
+	}
+	return ans, nil
 }
 
-// roundTrip runs one exchange on pc. keep says pc may be pooled again;
-// stale says the failure came before any byte of an answer, the mark of a
-// connection closed under us.
-func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, head, body []byte, max int64) (ans *Answer, keep, stale bool, err error) {
+// roundTrip runs one exchange on pc. keep says pc may be pooled again.
+func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, head, body []byte, max int64) (ans *Answer, keep bool, err error) {
 	deadline, hasDeadline := ctx.Deadline()
 	if err := pc.SetDeadline(deadline); err != nil { // zero: none
-		return nil, false, true, err
+		return nil, false, err
 	}
 	// The caller going away (or the deadline) closes the connection, which
 	// unblocks any read or write at once.
@@ -173,14 +166,14 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, head, body []byte,
 	}()
 	bufs := net.Buffers{head, body}
 	if _, err := bufs.WriteTo(pc.Conn); err != nil {
-		return nil, false, true, err
+		return nil, false, err
 	}
 	req := &http.Request{Method: http.MethodPost}
 	var resp *http.Response
 	for {
 		resp, err = http.ReadResponse(pc.br, req)
 		if err != nil {
-			return nil, false, isStale(err), err
+			return nil, false, err
 		}
 		// Interim answers (100 Continue, 103 Early Hints) precede the real
 		// one.
@@ -190,15 +183,15 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, head, body []byte,
 		break
 	}
 	if resp.ContentLength > max {
-		return nil, false, false, ErrAnswerTooLarge
+		return nil, false, ErrAnswerTooLarge
 	}
 	b, err := readBody(resp.Body, resp.ContentLength, max)
 	if err != nil {
-		return nil, false, false, err
+		return nil, false, err
 	}
 	framed := resp.ContentLength >= 0 || (len(resp.TransferEncoding) == 1 && resp.TransferEncoding[0] == "chunked")
 	keep = framed && !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols && pc.br.Buffered() == 0
-	return &Answer{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: b}, keep, false, nil
+	return &Answer{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: b}, keep, nil
 }
 
 // readBody reads a body to its end, at most max bytes.
@@ -227,13 +220,6 @@ func readBody(r io.Reader, length, max int64) ([]byte, error) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
-// isStale reports a failure to read the first answer byte because the
-// peer had closed the connection.
-func isStale(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // requestHead writes the request line and headers of an HTTP/1.1 POST.

@@ -1,26 +1,62 @@
 package a2a
 
-import "time"
+import (
+	"net"
+	"syscall"
+	"time"
+)
 
-// get takes the most recently used idle connection to addr, closing any
-// that sat idle past the timeout. reused is false when there is none.
-func (u *Upstream) get(addr string) (pc *upConn, reused bool) {
+// get takes the most recently used idle connection to addr that is still
+// open, closing any that sat idle past the timeout or that the agent has
+// closed meanwhile (nil when there is none).
+func (u *Upstream) get(addr string) *upConn {
 	now := u.now()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	list := u.idle[addr]
-	for len(list) > 0 {
-		pc = list[len(list)-1]
+	for {
+		u.mu.Lock()
+		list := u.idle[addr]
+		if len(list) == 0 {
+			delete(u.idle, addr)
+			u.mu.Unlock()
+			return nil
+		}
+		pc := list[len(list)-1]
 		list[len(list)-1] = nil
-		list = list[:len(list)-1]
-		if now.Sub(pc.idleAt) < u.idleTimeout {
-			u.idle[addr] = list
-			return pc, true
+		u.idle[addr] = list[:len(list)-1]
+		u.mu.Unlock()
+		if now.Sub(pc.idleAt) < u.idleTimeout && !peerClosed(pc.Conn) {
+			return pc
 		}
 		pc.Close()
 	}
-	delete(u.idle, addr)
-	return nil, false
+}
+
+// peerClosed peeks at an idle connection without blocking: an agent that
+// closed it (its idle timeout, a restart) has left an EOF or a reset
+// there, and bytes nobody asked for make it unusable too. One non-blocking
+// syscall; it is what lets Post send each call exactly once.
+func peerClosed(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK:
+			closed = false // open and quiet: reusable
+		default:
+			closed = true // EOF (n == 0), an error, or unsolicited bytes
+		}
+		_ = n
+		return true // never wait
+	})
+	return closed || err != nil
 }
 
 // put returns a connection whose exchange ended cleanly to the pool; past

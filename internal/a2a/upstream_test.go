@@ -149,9 +149,10 @@ func (a *rawAgent) readRequest(br *bufio.Reader) bool {
 
 const okAnswer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
-func TestUpstreamRetriesStaleConnection(t *testing.T) {
+func TestUpstreamDiscardsConnectionsTheAgentClosed(t *testing.T) {
 	// The agent answers one request per connection, then closes it without
-	// saying so: the pooled connection is stale for the next call.
+	// saying so: the pooled connection is stale for the next call, which
+	// must notice before sending and dial afresh.
 	agent := newRawAgent(t, func(a *rawAgent, c net.Conn, br *bufio.Reader) {
 		if a.readRequest(br) {
 			_, _ = io.WriteString(c, okAnswer)
@@ -171,13 +172,20 @@ func TestUpstreamRetriesStaleConnection(t *testing.T) {
 	}
 }
 
-func TestUpstreamRetriesOnceOnly(t *testing.T) {
-	// First connection answers once; every later one is closed on arrival.
+func TestUpstreamNeverSendsACallTwice(t *testing.T) {
+	// First connection answers once; every later one reads the request and
+	// drops the connection without answering (a crashing agent). The call
+	// fails (the proxy answers 502) and is never re-sent: the agent may
+	// have acted on it.
 	var first atomic.Bool
 	agent := newRawAgent(t, func(a *rawAgent, c net.Conn, br *bufio.Reader) {
-		if first.CompareAndSwap(false, true) && a.readRequest(br) {
-			_, _ = io.WriteString(c, okAnswer)
+		if first.CompareAndSwap(false, true) {
+			if a.readRequest(br) {
+				_, _ = io.WriteString(c, okAnswer)
+			}
+			return
 		}
+		a.readRequest(br)
 	})
 	u := newTestUpstream(UpstreamOptions{})
 	defer u.CloseIdle()
@@ -185,22 +193,20 @@ func TestUpstreamRetriesOnceOnly(t *testing.T) {
 	if _, err := post(t, u, tg, `{}`, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
-	_, err := post(t, u, tg, `{}`, 1<<20)
-	if err == nil {
-		t.Fatal("want an error from an agent that drops every connection")
+	time.Sleep(20 * time.Millisecond) // the first connection is closed by now
+	if _, err := post(t, u, tg, `{}`, 1<<20); err == nil {
+		t.Fatal("want an error from an agent that drops the call")
 	}
-	if c := agent.conns.Load(); c != 2 {
-		// the stale pooled one + exactly one fresh dial
-		t.Fatalf("connections = %d, want 2 (one retry)", c)
+	if r, c := agent.requests.Load(), agent.conns.Load(); r != 2 || c != 2 {
+		// the stale pooled connection was noticed before sending (no
+		// request on it), one fresh dial, one delivery
+		t.Fatalf("agent saw %d requests on %d connections, want 2 on 2", r, c)
 	}
-	// A fresh connection that fails is not retried.
-	time.Sleep(20 * time.Millisecond)
 	if _, err := post(t, u, tg, `{}`, 1<<20); err == nil {
 		t.Fatal("want an error")
 	}
-	if c := agent.conns.Load(); c != 3 {
-		t.Fatalf("connections = %d, want 3 (no retry on a fresh connection)", c)
+	if r, c := agent.requests.Load(), agent.conns.Load(); r != 3 || c != 3 {
+		t.Fatalf("agent saw %d requests on %d connections, want 3 on 3 (no resend)", r, c)
 	}
 }
 
