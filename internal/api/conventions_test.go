@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -312,4 +313,61 @@ func TestPrometheusMetricsByRoute(t *testing.T) {
 	if r := pub.Do("GET", "/metrics", "", nil); r.Status != 200 {
 		t.Fatalf("public metrics: %d", r.Status)
 	}
+}
+
+// Every $ref in the OpenAPI document points at a component that exists, and
+// every operation documents at least one response.
+func TestOpenAPIReferencesResolve(t *testing.T) {
+	doc, err := api.LoadOpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, child := range x {
+				if k == "$ref" {
+					ref, _ := child.(string)
+					if !resolves(doc, ref) {
+						t.Errorf("%s: $ref %q does not resolve", path, ref)
+					}
+					continue
+				}
+				walk(path+"/"+k, child)
+			}
+		case []any:
+			for i, child := range x {
+				walk(fmt.Sprintf("%s[%d]", path, i), child)
+			}
+		}
+	}
+	walk("", doc)
+	for p, ops := range doc["paths"].(map[string]any) {
+		for m, op := range ops.(map[string]any) {
+			if m == "parameters" {
+				continue
+			}
+			if rs, _ := op.(map[string]any)["responses"].(map[string]any); len(rs) == 0 {
+				t.Errorf("%s %s documents no response", strings.ToUpper(m), p)
+			}
+		}
+	}
+}
+
+func resolves(doc map[string]any, ref string) bool {
+	if !strings.HasPrefix(ref, "#/") {
+		return false
+	}
+	var cur any = doc
+	for _, part := range strings.Split(ref[2:], "/") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return false
+		}
+		if cur, ok = m[part]; !ok {
+			return false
+		}
+	}
+	return true
 }
