@@ -48,7 +48,8 @@ ensure_installed() {
 # Postgres refuses to run as root; as root we run it as the postgres user
 # the package created.
 pg_user_run() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From / : the postgres user may not be able to enter the caller's cwd.
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 start_pg() {
