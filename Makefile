@@ -16,6 +16,8 @@ run:
 	psql "$${DATABASE_URL%/molecule?*}/postgres?sslmode=disable" -qtAc \
 	  "SELECT 1 FROM pg_database WHERE datname='molecule'" | grep -q 1 || \
 	  psql "$${DATABASE_URL%/molecule?*}/postgres?sslmode=disable" -qc "CREATE DATABASE molecule"; \
+	if docker info >/dev/null 2>&1 && ! docker image inspect molecule/workspace-agent:latest >/dev/null 2>&1; then \
+	  echo "molecule: building the agent image (first run with Docker)"; mkdir -p .data; workspace-template/build.sh > .data/agent-image.log 2>&1 || { cat .data/agent-image.log; exit 1; }; fi; \
 	mkdir -p bin && $(GO) build -o bin/molecule-server ./cmd/server && \
 	echo "molecule: admin token file: $${MOLECULE_DATA_DIR:-./.data}/admin_token (unless ADMIN_TOKEN is set)"; \
 	LOG_FORMAT=$${LOG_FORMAT:-text} exec ./bin/molecule-server
