@@ -26,9 +26,9 @@ import (
 	"github.com/moleculesai/molecule/migrations"
 )
 
-// missing skips, or fails when CI=true: in CI every dependency is there,
+// Missing skips, or fails when CI=true: in CI every dependency is there,
 // so a skip would hide a failure.
-func missing(t testing.TB, what string) {
+func Missing(t testing.TB, what string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s is required in CI (run the tests through `make test`)", what)
@@ -44,7 +44,7 @@ func AdminDSN(t testing.TB) string {
 		dsn = os.Getenv("DATABASE_URL")
 	}
 	if dsn == "" {
-		missing(t, "Postgres (DATABASE_URL)")
+		Missing(t, "Postgres (DATABASE_URL)")
 	}
 	return dsn
 }
@@ -57,7 +57,7 @@ func RedisURL(t testing.TB) string {
 		u = os.Getenv("REDIS_URL")
 	}
 	if u == "" {
-		missing(t, "Redis (REDIS_URL)")
+		Missing(t, "Redis (REDIS_URL)")
 	}
 	return u
 }
@@ -211,7 +211,7 @@ func NeedCommand(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		missing(t, name)
+		Missing(t, name)
 	}
 	return path
 }
