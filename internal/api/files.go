@@ -71,9 +71,25 @@ func filesWorkspace(c *gin.Context) (*store.Workspace, bool) {
 	return ws, true
 }
 
-// wildcardPath strips the leading "/" gin keeps on *path.
-func wildcardPath(c *gin.Context) string {
-	return strings.TrimPrefix(c.Param("path"), "/")
+// fileTarget is the preamble of the single-file routes: a workspace with
+// a config volume and a confined *path naming something below the root
+// (rootMsg answers a path that names the root itself).
+func fileTarget(c *gin.Context, rootMsg string) (*store.Workspace, string, bool) {
+	ws, ok := filesWorkspace(c)
+	if !ok {
+		return nil, "", false
+	}
+	// gin keeps the leading "/" on *path.
+	p, err := configPath(strings.TrimPrefix(c.Param("path"), "/"))
+	if err != nil {
+		Fail(c, err)
+		return nil, "", false
+	}
+	if p == "" {
+		Fail(c, BadRequest(rootMsg))
+		return nil, "", false
+	}
+	return ws, p, true
 }
 
 // GET /workspaces/:id/files?path&depth: entries of a /configs directory.
@@ -115,17 +131,8 @@ func (s *Server) listFiles(c *gin.Context) {
 // GET /workspaces/:id/files/*path: one file. UTF-8 content is returned as
 // text, anything else base64 with "encoding":"base64".
 func (s *Server) readFile(c *gin.Context) {
-	ws, ok := filesWorkspace(c)
+	ws, p, ok := fileTarget(c, "path is a directory (list it with GET /workspaces/:id/files)")
 	if !ok {
-		return
-	}
-	p, err := configPath(wildcardPath(c))
-	if err != nil {
-		Fail(c, err)
-		return
-	}
-	if p == "" {
-		Fail(c, BadRequest("path is a directory (list it with GET /workspaces/:id/files)"))
 		return
 	}
 	ctx, cancel := ctxTimeout(c.Request.Context(), filesTimeout)
@@ -167,16 +174,8 @@ func (f fileBody) bytes(field string) ([]byte, error) {
 
 // PUT /workspaces/:id/files/*path {content, encoding?}: write one file.
 func (s *Server) writeFile(c *gin.Context) {
-	if _, ok := filesWorkspace(c); !ok {
-		return
-	}
-	p, err := configPath(wildcardPath(c))
-	if err != nil {
-		Fail(c, err)
-		return
-	}
-	if p == "" {
-		Fail(c, BadRequest("path must name a file"))
+	_, p, ok := fileTarget(c, "path must name a file")
+	if !ok {
 		return
 	}
 	var body fileBody
@@ -253,17 +252,8 @@ func (s *Server) writeFiles(c *gin.Context, files map[string][]byte) {
 
 // DELETE /workspaces/:id/files/*path: delete a file or directory.
 func (s *Server) deleteFile(c *gin.Context) {
-	ws, ok := filesWorkspace(c)
+	ws, p, ok := fileTarget(c, "the /configs root cannot be deleted")
 	if !ok {
-		return
-	}
-	p, err := configPath(wildcardPath(c))
-	if err != nil {
-		Fail(c, err)
-		return
-	}
-	if p == "" {
-		Fail(c, BadRequest("the /configs root cannot be deleted"))
 		return
 	}
 	ctx, cancel := ctxTimeout(c.Request.Context(), filesTimeout)

@@ -106,12 +106,17 @@ func (c *Client) CreateRepo(ctx context.Context, req CreateRepoRequest) (*Repo, 
 	if !ValidRepoName(req.Name) {
 		return nil, invalid("repo name %q", req.Name)
 	}
-	u, err := c.repoPath()
+	return c.repoCall(ctx, http.MethodPost, req)
+}
+
+// repoCall sends one request under .../repos/{segs...} whose result is a Repo.
+func (c *Client) repoCall(ctx context.Context, method string, body any, segs ...string) (*Repo, error) {
+	u, err := c.repoPath(segs...)
 	if err != nil {
 		return nil, err
 	}
 	var r Repo
-	if err := c.do(ctx, http.MethodPost, u, req, &r); err != nil {
+	if err := c.do(ctx, method, u, body, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -129,28 +134,12 @@ func (c *Client) ImportRepo(ctx context.Context, req ImportRepoRequest) (*Repo, 
 	if req.Depth < 0 {
 		return nil, invalid("import depth %d", req.Depth)
 	}
-	u, err := c.repoPath("import")
-	if err != nil {
-		return nil, err
-	}
-	var r Repo
-	if err := c.do(ctx, http.MethodPost, u, req, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return c.repoCall(ctx, http.MethodPost, req, "import")
 }
 
 // GetRepo fetches a repository's live metadata (GET .../repos/{name}).
 func (c *Client) GetRepo(ctx context.Context, name string) (*Repo, error) {
-	u, err := c.repoPath(name)
-	if err != nil {
-		return nil, err
-	}
-	var r Repo
-	if err := c.do(ctx, http.MethodGet, u, nil, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return c.repoCall(ctx, http.MethodGet, nil, name)
 }
 
 // ForkRepo forks source into req.Name (POST .../repos/{source}/fork).
@@ -158,15 +147,7 @@ func (c *Client) ForkRepo(ctx context.Context, source string, req ForkRepoReques
 	if !ValidRepoName(req.Name) {
 		return nil, invalid("fork name %q", req.Name)
 	}
-	u, err := c.repoPath(source, "fork")
-	if err != nil {
-		return nil, err
-	}
-	var r Repo
-	if err := c.do(ctx, http.MethodPost, u, req, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return c.repoCall(ctx, http.MethodPost, req, source, "fork")
 }
 
 // DeleteRepo deletes a repository (DELETE .../repos/{name}). A 404 comes
