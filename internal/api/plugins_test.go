@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,42 +35,9 @@ func pluginFixtures(t *testing.T) string {
 	return dir
 }
 
-// gitFixture serves github://acme/tools from a local bare repository and
-// returns the file:// base URL and two commits (skills/s.md = v1, v2).
-func gitFixture(t *testing.T) (string, string, string) {
-	t.Helper()
-	testutil.NeedCommand(t, "git")
-	dir := t.TempDir()
-	work := filepath.Join(dir, "work")
-	git := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = work
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t", "GIT_CONFIG_GLOBAL=/dev/null")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v %s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	write(t, filepath.Join(work, "plugin.yaml"), "name: remote-tools\nversion: 2.0.0\n")
-	write(t, filepath.Join(work, "skills", "s.md"), "v1")
-	git("init", "-q")
-	os.Symlink("/etc/passwd", filepath.Join(work, "passwd"))
-	git("add", "-A")
-	git("commit", "-qm", "one")
-	first := git("rev-parse", "HEAD")
-	write(t, filepath.Join(work, "skills", "s.md"), "v2")
-	git("commit", "-qam", "two")
-	second := git("rev-parse", "HEAD")
-	if out, err := exec.Command("git", "clone", "-q", "--bare", work, filepath.Join(dir, "srv", "acme", "tools.git")).CombinedOutput(); err != nil {
-		t.Fatalf("clone: %v %s", err, out)
-	}
-	return "file://" + filepath.Join(dir, "srv"), first, second
-}
 
 func newPluginEnv(t *testing.T, fake *provisionertest.Lifecycle) (*TestServer, string) {
-	base, first, second := gitFixture(t)
+	base, first, second := testutil.GitPluginRepo(t)
 	e := newOrgEnv(t, map[string]string{"MOLECULE_PLUGINS_DIR": pluginFixtures(t), "MOLECULE_PLUGIN_GIT_BASE_URL": base}, fake)
 	return e, first + " " + second
 }

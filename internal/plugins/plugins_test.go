@@ -4,7 +4,6 @@ import (
 	"context"
 	"github.com/moleculesai/molecule/internal/testutil"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -159,46 +158,9 @@ func TestStageLocalErrors(t *testing.T) {
 	}
 }
 
-// gitRepo makes a bare repository <base>/<owner>/<repo>.git with two
-// commits and returns the base URL and both commit ids.
-func gitRepo(t *testing.T) (base, first, second string) {
-	t.Helper()
-	testutil.NeedCommand(t, "git")
-	dir := t.TempDir()
-	work := filepath.Join(dir, "work")
-	git := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = work
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t", "GIT_CONFIG_GLOBAL=/dev/null")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v %s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	writeFile(t, filepath.Join(work, "plugin.yaml"), "name: remote-tools\nversion: 1.0.0\n")
-	writeFile(t, filepath.Join(work, "skills", "s.md"), "v1")
-	git("init", "-q")
-	if err := os.Symlink("/etc/passwd", filepath.Join(work, "passwd")); err != nil {
-		t.Fatal(err)
-	}
-	git("add", "-A")
-	git("commit", "-qm", "one")
-	first = git("rev-parse", "HEAD")
-	writeFile(t, filepath.Join(work, "skills", "s.md"), "v2")
-	git("commit", "-qam", "two")
-	second = git("rev-parse", "HEAD")
-	bare := filepath.Join(dir, "srv", "acme", "tools.git")
-	cmd := exec.Command("git", "clone", "-q", "--bare", work, bare)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("clone: %v %s", err, out)
-	}
-	return "file://" + filepath.Join(dir, "srv"), first, second
-}
 
 func TestStageGitPinnedCommit(t *testing.T) {
-	base, first, second := gitRepo(t)
+	base, first, second := testutil.GitPluginRepo(t)
 	st := &Stager{GitBaseURL: base}
 	for commit, want := range map[string]string{first: "v1", second: "v2"} {
 		s, err := st.Stage(context.Background(), Source{Kind: SourceGitHub, Owner: "acme", Repo: "tools", Commit: commit})
