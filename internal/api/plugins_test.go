@@ -35,7 +35,6 @@ func pluginFixtures(t *testing.T) string {
 	return dir
 }
 
-
 func newPluginEnv(t *testing.T, fake *provisionertest.Lifecycle) (*TestServer, string) {
 	base, first, second := testutil.GitPluginRepo(t)
 	e := newOrgEnv(t, map[string]string{"MOLECULE_PLUGINS_DIR": pluginFixtures(t), "MOLECULE_PLUGIN_GIT_BASE_URL": base}, fake)

@@ -158,7 +158,6 @@ func TestStageLocalErrors(t *testing.T) {
 	}
 }
 
-
 func TestStageGitPinnedCommit(t *testing.T) {
 	base, first, second := testutil.GitPluginRepo(t)
 	st := &Stager{GitBaseURL: base}
