@@ -150,11 +150,8 @@ func (s *Server) importOrg(c *gin.Context) {
 		if w.Created {
 			created++
 			fresh = append(fresh, w)
-			evt := "WORKSPACE_PROVISIONING"
-			if w.Status == store.StatusAwaitingAgent {
-				evt = "WORKSPACE_AWAITING_AGENT"
-			}
-			s.events.Record(ctx, evt, w.ID, gin.H{"name": w.Name, "status": w.Status, "org_template": key})
+			s.recordTransition(ctx, store.StatusChange{ID: w.ID, Name: w.Name, New: w.Status},
+				map[string]any{"org_template": key})
 		}
 	}
 	go s.provisionImported(fresh)

@@ -478,3 +478,18 @@ func TestPatchBroadcastsUpdate(t *testing.T) {
 		t.Fatalf("payloads: %v", got)
 	}
 }
+
+// Every status a workspace starts in is announced (§2, §10): an external
+// workspace without a URL records WORKSPACE_AWAITING_AGENT, and its first
+// registration WORKSPACE_ONLINE.
+func TestStatusEventsFromCreateToOnline(t *testing.T) {
+	in := apptest.Start(t, apptest.Options{})
+	id, tok := createExternal(t, in, "ext", nil)
+	if got := kit.EventTypes(t, in.App.Store.DB, id); len(got) != 1 || got[0] != "WORKSPACE_AWAITING_AGENT" {
+		t.Fatalf("events after create: %v", got)
+	}
+	wantStatus(t, in.Do("POST", "/registry/register", tok, map[string]any{"id": id.String(), "url": "http://127.0.0.1:9/"}), 200)
+	if got := kit.EventTypes(t, in.App.Store.DB, id); len(got) != 2 || got[1] != "WORKSPACE_ONLINE" {
+		t.Fatalf("events after register: %v", got)
+	}
+}
