@@ -301,7 +301,7 @@ func (s *Server) a2aCall(ctx context.Context, call *a2aCall) (*a2aOutcome, time.
 		if errors.Is(err, store.ErrNotFound) {
 			return &a2aOutcome{unknown: true, err: NotFound("workspace not found")}, time.Since(start)
 		}
-		return &a2aOutcome{unknown: true, err: internalErr(err)}, time.Since(start)
+		return &a2aOutcome{unknown: true, err: classify(err)}, time.Since(start)
 	}
 	out := s.a2aAdmit(ctx, call, route)
 	if out == nil {
@@ -313,20 +313,13 @@ func (s *Server) a2aCall(ctx context.Context, call *a2aCall) (*a2aOutcome, time.
 	return out, time.Since(start)
 }
 
-func internalErr(err error) *Error {
-	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "service temporarily unavailable", Err: err}
-	}
-	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error", Err: err}
-}
-
 // a2aAdmit checks access, shape, budget and routing; nil means go ahead.
 // On success call.raw has become the JSON-RPC request to send.
 func (s *Server) a2aAdmit(ctx context.Context, call *a2aCall, route a2aRoute) *a2aOutcome {
 	if call.caller != nil && *call.caller != route.ID {
 		from, err := s.a2a.routes.Get(ctx, *call.caller)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return &a2aOutcome{err: internalErr(err)}
+			return &a2aOutcome{err: classify(err)}
 		}
 		if !a2a.CanCommunicate(from.Chain, route.Chain) {
 			return &a2aOutcome{err: Forbidden("access denied")}

@@ -84,33 +84,38 @@ func Unavailable(msg string) *Error {
 // ErrInvalidID is the 400 for a malformed id (§0).
 var errInvalidID = BadRequest("invalid id")
 
-// Fail answers err as JSON and aborts the chain. This is the one place an
-// error becomes a status: typed API errors answer as they say, store and
-// domain sentinels map to their status, anything else is an opaque 500
-// whose detail goes to the log with the request id.
-func Fail(c *gin.Context, err error) {
+// classify is the one mapping from an error to its HTTP answer: typed API
+// errors answer as they say, store and domain sentinels map to their
+// status, anything else is an opaque 500 whose detail is kept only in Err
+// (for the log).
+func classify(err error) *Error {
 	var apiErr *Error
+	var lim *store.LimitError
 	switch {
 	case errors.As(err, &apiErr):
+		return apiErr
 	case errors.Is(err, store.ErrNotFound):
-		apiErr = NotFound("not found")
-	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, store.ErrUnavailable):
-		apiErr = &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "service temporarily unavailable", Err: err}
+		return NotFound("not found")
+	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, store.ErrUnavailable),
+		errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "service temporarily unavailable", Err: err}
 	case errors.Is(err, provisioner.ErrNoBackend):
-		apiErr = Unavailable(provisioner.ErrNoBackend.Error())
-	default:
-		var lim *store.LimitError
-		if errors.As(err, &lim) {
-			apiErr = Conflict(lim.Msg)
-			break
-		}
-		if errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
-			// The client went away; nobody reads the answer.
-			c.Abort()
-			return
-		}
-		apiErr = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error", Err: err}
+		return Unavailable(provisioner.ErrNoBackend.Error())
+	case errors.As(err, &lim):
+		return Conflict(lim.Msg)
 	}
+	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error", Err: err}
+}
+
+// Fail answers err as JSON (through classify) and aborts the chain. A 5xx
+// carries the request id and its full error is logged.
+func Fail(c *gin.Context, err error) {
+	if errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
+		// The client went away; nobody reads the answer.
+		c.Abort()
+		return
+	}
+	apiErr := classify(err)
 	body := gin.H{"error": apiErr.Message, "code": apiErr.Code}
 	for k, v := range apiErr.Extra {
 		body[k] = v
