@@ -27,7 +27,6 @@ import (
 // else from this package is an internal error whose text stays in the logs.
 var (
 	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
 	// ErrUnavailable wraps failures to reach Postgres at all (connection
 	// refused, pool closed): the API answers 503 rather than 500.
 	ErrUnavailable = errors.New("database unavailable")
@@ -142,9 +141,6 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 const (
 	codeUniqueViolation     = "23505"
 	codeForeignKeyViolation = "23503"
-	codeCheckViolation      = "23514"
-	codeInvalidText         = "22P02"
-	codeCharNotInRepertoire = "22021"
 )
 
 // PQCode returns the SQLSTATE of a Postgres error, or "".
