@@ -133,27 +133,20 @@ func (a *Authenticator) Bearer(ctx context.Context, token string) (Principal, bo
 	if subtle.ConstantTimeCompare(h[:], a.adminHash[:]) == 1 {
 		return Principal{Kind: Admin}, true, nil
 	}
-	if p, ok, hit := a.fromCache(h); hit {
-		if ok {
-			a.touch(p.TokenID)
+	p, ok, err := a.resolve(h, func() (Principal, error) {
+		rec, err := a.lookup.LookupToken(ctx, h[:])
+		if err != nil {
+			return Principal{}, err
 		}
-		return p, ok, nil
+		if rec.Kind == store.TokenKindWorkspace {
+			return Principal{Kind: Workspace, TokenID: rec.ID, WorkspaceID: rec.WorkspaceID}, nil
+		}
+		return Principal{Kind: Org, TokenID: rec.ID}, nil
+	})
+	if ok {
+		a.touch(p.TokenID)
 	}
-	rec, err := a.lookup.LookupToken(ctx, h[:])
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		a.remember(h, Principal{}, false)
-		return Principal{}, false, nil
-	case err != nil:
-		return Principal{}, false, ErrUnavailable
-	}
-	p := Principal{Kind: Org, TokenID: rec.ID}
-	if rec.Kind == store.TokenKindWorkspace {
-		p = Principal{Kind: Workspace, TokenID: rec.ID, WorkspaceID: rec.WorkspaceID}
-	}
-	a.remember(h, p, true)
-	a.touch(p.TokenID)
-	return p, true, nil
+	return p, ok, err
 }
 
 // Session resolves a canvas session cookie.
@@ -163,10 +156,23 @@ func (a *Authenticator) Session(ctx context.Context, cookie string) (Principal, 
 	}
 	// Session cache keys are domain-separated from bearer keys.
 	h := sha256.Sum256([]byte("session:" + cookie))
+	return a.resolve(h, func() (Principal, error) {
+		if _, err := a.lookup.LookupSession(ctx, Hash(cookie)); err != nil {
+			return Principal{}, err
+		}
+		return Principal{Kind: Session}, nil
+	})
+}
+
+// resolve answers from the cache, or asks lookup and caches the answer:
+// a known credential and a known-bad one (store.ErrNotFound) alike. Any
+// other lookup error is ErrUnavailable and is not cached, so the next
+// request asks again; it never lets a request through.
+func (a *Authenticator) resolve(h [32]byte, lookup func() (Principal, error)) (Principal, bool, error) {
 	if p, ok, hit := a.fromCache(h); hit {
 		return p, ok, nil
 	}
-	_, err := a.lookup.LookupSession(ctx, Hash(cookie))
+	p, err := lookup()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		a.remember(h, Principal{}, false)
@@ -174,7 +180,6 @@ func (a *Authenticator) Session(ctx context.Context, cookie string) (Principal, 
 	case err != nil:
 		return Principal{}, false, ErrUnavailable
 	}
-	p := Principal{Kind: Session}
 	a.remember(h, p, true)
 	return p, true, nil
 }
