@@ -277,3 +277,20 @@ func TestEveryNonOpenRouteRequiresCredentials(t *testing.T) {
 		}
 	}
 }
+
+// The session cookie is Secure when the server is served over TLS (its
+// public URL is https), and never otherwise: a plain-http dev server would
+// have the browser drop a Secure cookie.
+func TestSessionCookieSecureBehindTLS(t *testing.T) {
+	for _, c := range []struct {
+		public string
+		secure bool
+	}{{"", false}, {"https://molecule.example.com", true}} {
+		in := apptest.Start(t, apptest.Options{Env: map[string]string{"MOLECULE_PUBLIC_URL": c.public}})
+		r := in.Do("POST", "/auth/session", "", map[string]any{"token": in.Admin})
+		cookies := (&http.Response{Header: r.Header}).Cookies()
+		if r.Status != 201 || len(cookies) != 1 || cookies[0].Secure != c.secure || !cookies[0].HttpOnly {
+			t.Errorf("public URL %q: status %d cookies %+v, want Secure=%v", c.public, r.Status, cookies, c.secure)
+		}
+	}
+}
