@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -81,5 +82,5 @@ func (s *Server) servedOverTLS(c *gin.Context) bool {
 	if c.Request.TLS != nil {
 		return true
 	}
-	return len(s.cfg.PublicURL) > 8 && s.cfg.PublicURL[:8] == "https://"
+	return strings.HasPrefix(s.cfg.PublicURL, "https://")
 }
